@@ -1,0 +1,252 @@
+"""Building HSS matrices: from generators and by compressing a dense matrix."""
+
+import numpy as np
+import scipy.linalg as sla
+
+from . import _layout
+from ._progress import Progress
+from ._validation import (SUPPORTED_DTYPES, as_finite_array, check_dtype, check_nonnegative,
+                          check_optional_rank, check_tolerance)
+from .matrix import HSSMatrix
+from .tree import ClusterTree
+
+__all__ = ["from_generators", "from_dense"]
+
+
+def _check_tree(tree, name="tree"):
+    if not isinstance(tree, ClusterTree):
+        raise TypeError(f"{name} must be a hssalg.ClusterTree, got {type(tree).__name__}")
+    return tree
+
+
+# -- from generators -----------------------------------------------------------------
+
+def _node_list(seq, name, n_nodes, required):
+    if seq is None:
+        if required:
+            raise ValueError(f"{name} is required for a tree with {n_nodes} nodes")
+        return [None] * n_nodes
+    if isinstance(seq, np.ndarray) and seq.dtype != object:
+        raise TypeError(f"{name} must be a sequence of per-node arrays of length {n_nodes} "
+                        f"(None for nodes without one), got a single array of shape {seq.shape}")
+    seq = list(seq)
+    if len(seq) != n_nodes:
+        raise ValueError(f"{name} must have one entry per tree node ({n_nodes}), got {len(seq)}")
+    return seq
+
+
+def from_generators(tree, D, U, V, R=None, W=None, B12=None, B21=None, dtype=None):
+    """Assemble an :class:`HSSMatrix` from per-node generators.
+
+    See :meth:`HSSMatrix.from_generators` for the parameters.
+    """
+    tree = _check_tree(tree)
+    n_nodes = tree.n_nodes
+    single = n_nodes == 1
+    gens = {
+        "D": _node_list(D, "D", n_nodes, True),
+        "U": _node_list(U, "U", n_nodes, not single),
+        "V": _node_list(V, "V", n_nodes, not single),
+        "R": _node_list(R, "R", n_nodes, not single),
+        "W": _node_list(W, "W", n_nodes, not single),
+        "B12": _node_list(B12, "B12", n_nodes, not single),
+        "B21": _node_list(B21, "B21", n_nodes, not single),
+    }
+    leaf = tree.is_leaf
+    # which node carries which kind (children of the root have no R, W)
+    carries = {"D": leaf, "U": leaf, "V": leaf, "R": tree.parent > 0, "W": tree.parent > 0,
+               "B12": ~leaf, "B21": ~leaf}
+    arrays = {}
+    for kind, seq in gens.items():
+        lst = []
+        for i in range(n_nodes):
+            if not carries[kind][i]:
+                lst.append(None)
+                continue
+            if seq[i] is None:
+                raise ValueError(f"{kind}[{i}] is missing: node {i} needs a {kind} generator")
+            a = as_finite_array(seq[i], f"{kind}[{i}]", ndim=2)
+            lst.append(a)
+        arrays[kind] = lst
+    if dtype is None:
+        all_f32 = all(a.dtype == np.float32 for lst in arrays.values() for a in lst if a is not None)
+        dtype = np.float32 if all_f32 else np.float64
+    dtype = check_dtype(dtype)
+
+    # ranks: leaves from U / V, inner nodes below the root from their children's R / W
+    kU = np.zeros(n_nodes, dtype=np.int64)
+    kV = np.zeros(n_nodes, dtype=np.int64)
+    for i in np.flatnonzero(leaf):
+        kU[i] = arrays["U"][i].shape[1]
+        kV[i] = arrays["V"][i].shape[1]
+    for i in np.flatnonzero(~leaf & (tree.parent >= 0)):
+        kU[i] = arrays["R"][tree.left[i]].shape[1]
+        kV[i] = arrays["W"][tree.left[i]].shape[1]
+    shapes = _layout.block_shapes(tree, kU, kV)
+    offs = _layout.offsets(tree, kU, kV)
+    buffers = {}
+    for kind in _layout.KINDS:
+        rows, cols = shapes[kind]
+        buf = np.empty(int(offs[kind][-1]), dtype=dtype)
+        for i in range(n_nodes):
+            a = arrays[kind][i]
+            if a is None:
+                continue
+            if a.shape != (rows[i], cols[i]):
+                raise ValueError(f"{kind}[{i}] must have shape ({rows[i]}, {cols[i]}) "
+                                 f"(from the tree and the ranks), got {a.shape}")
+            buf[offs[kind][i]:offs[kind][i + 1]] = a.ravel()
+        buffers[kind] = buf
+    return HSSMatrix(tree, kU, kV, buffers, _offsets=offs)
+
+
+# -- from a dense matrix -------------------------------------------------------------
+
+def _truncated_column_basis(S, rtol, atol, max_rank):
+    """Orthonormal basis of the dominant column space of S (r x c).
+
+    Singular values above ``max(rtol * sigma_1, atol)`` are kept, at most
+    ``max_rank`` of them. For wide S the SVD is taken of the triangular factor
+    of a QR of S^T (same left singular vectors, r x r instead of r x c).
+
+    Returns
+    -------
+    Q : (r, k) ndarray with orthonormal columns
+    """
+    r, c = S.shape
+    if r == 0 or c == 0:
+        return np.zeros((r, 0))
+    if c > r:
+        T = sla.qr(S.T, mode="r", check_finite=False)[0][:r].T   # (r, r), S S^T = T T^T
+    else:
+        T = S
+    Q, sigma, _ = sla.svd(T, full_matrices=False, check_finite=False, lapack_driver="gesdd")
+    if sigma.size == 0 or sigma[0] == 0.0:
+        return np.zeros((r, 0))
+    k = int(np.count_nonzero(sigma > max(rtol * sigma[0], atol)))
+    if max_rank is not None:
+        k = min(k, max_rank)
+    return np.ascontiguousarray(Q[:, :k])
+
+
+def from_dense(A, tree=None, leaf_size=64, rtol=1e-10, atol=0.0, max_rank=None, progress=False):
+    """Compress a dense square matrix into HSS form.
+
+    Bottom-up compression of Xia, Chandrasekaran, Gu and Li (2010): at each
+    node the off-diagonal block row A(i, i^c) and block column A(i^c, i) -- for
+    inner nodes in their already reduced form -- are compressed by a truncated
+    SVD, and the reduced rows / columns are passed to the parent, which gives
+    nested bases (U_i = [U_a R_a; U_b R_b]).
+
+    The bases are **orthonormal** (leaf U, V have orthonormal columns and each
+    stacked [R_a; R_b] is orthonormal), not interpolative: the truncation is
+    then optimal for every block (SVD), the coupling matrices are the exact
+    projections B = U_a^T A(a, b) V_b, and the ULV factorisation and
+    recompression that build on this format need orthonormal bases to be
+    backward stable. Interpolative bases pay off when entries are expensive,
+    which is not the case for a matrix already in memory.
+
+    Parameters
+    ----------
+    A : (n, n) array_like
+        Finite, float64 or float32 (other numeric types become float64); the
+        result has the dtype of A (the work is done in float64).
+    tree : ClusterTree, optional
+        Tree on the row and column indices; default
+        ``ClusterTree.balanced(n, leaf_size)``. With a geometric tree the
+        matrix is read in the tree's permuted order and products still take
+        vectors in the original order.
+    leaf_size : int
+        Used only when ``tree`` is None.
+    rtol : float in [0, 1]
+        Singular values of a block row or column below ``rtol`` times its
+        largest one are dropped. The error of the whole matrix is then about
+        ``rtol * ||A||`` times a small factor growing with the depth.
+    atol : float >= 0
+        Singular values below ``atol`` are dropped as well.
+    max_rank : int, optional
+        Upper bound on every node rank.
+    progress : bool
+        Print a progress line on stderr.
+
+    Returns
+    -------
+    HSSMatrix
+
+    Notes
+    -----
+    Costs O(n^2 (m + k)) time for leaf size m and rank k, and reads the whole
+    matrix; memory O(n^2) for the tree-ordered copy of A.
+    """
+    A = as_finite_array(A, "A", ndim=2)
+    out_dtype = A.dtype
+    if A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be square, got shape {A.shape}")
+    n = A.shape[0]
+    if n == 0:
+        raise ValueError("A must have at least one row, got shape (0, 0)")
+    rtol = check_tolerance(rtol, "rtol")
+    atol = check_nonnegative(atol, "atol")
+    max_rank = check_optional_rank(max_rank)
+    if tree is None:
+        tree = ClusterTree.balanced(n, leaf_size)
+    else:
+        tree = _check_tree(tree)
+        if tree.n != n:
+            raise ValueError(f"tree has {tree.n} indices but A has {n} rows")
+    perm = tree.perm
+    if np.array_equal(perm, np.arange(n)):
+        Ap = np.asarray(A, dtype=np.float64)
+    else:
+        Ap = np.asarray(A, dtype=np.float64)[np.ix_(perm, perm)]
+
+    n_nodes = tree.n_nodes
+    start, stop, left, right, level_ptr = tree.start, tree.stop, tree.left, tree.right, tree.level_ptr
+    gens = {kind: [None] * n_nodes for kind in _layout.KINDS}
+    # per live node: reduced rows  U_i^T A(i, :)  (kU x n), reduced columns  A(:, i) V_i  (n x kV),
+    # and the explicit nested bases U_i (m_i x kU), V_i (m_i x kV)
+    rows, cols, Ufull, Vfull = {}, {}, {}, {}
+    bar = Progress(tree.n_nodes, "from_dense", enabled=progress)
+
+    def outside(i, M, axis):
+        # the part of M that lies outside node i's index range along `axis`
+        if axis == 1:
+            return np.concatenate([M[:, :start[i]], M[:, stop[i]:]], axis=1)
+        return np.concatenate([M[:start[i]], M[stop[i]:]], axis=0)
+
+    for lvl in range(tree.depth, -1, -1):
+        for i in range(level_ptr[lvl], level_ptr[lvl + 1]):
+            s0, s1 = start[i], stop[i]
+            a, b = left[i], right[i]
+            if a < 0:
+                gens["D"][i] = Ap[s0:s1, s0:s1]
+                if i == 0:
+                    bar.update()
+                    continue
+                U = _truncated_column_basis(outside(i, Ap[s0:s1], 1), rtol, atol, max_rank)
+                V = _truncated_column_basis(outside(i, Ap[:, s0:s1], 0).T, rtol, atol, max_rank)
+                gens["U"][i], gens["V"][i] = U, V
+                rows[i] = U.T @ Ap[s0:s1]
+                cols[i] = Ap[:, s0:s1] @ V
+                Ufull[i], Vfull[i] = U, V
+            else:
+                # couplings of the two children: B = U_a^T A(a, b) V_b
+                gens["B12"][i] = rows[a][:, start[b]:stop[b]] @ Vfull[b]
+                gens["B21"][i] = rows[b][:, start[a]:stop[a]] @ Vfull[a]
+                if i != 0:
+                    stacked_rows = np.vstack([rows[a], rows[b]])
+                    stacked_cols = np.hstack([cols[a], cols[b]])
+                    Q = _truncated_column_basis(outside(i, stacked_rows, 1), rtol, atol, max_rank)
+                    P = _truncated_column_basis(outside(i, stacked_cols, 0).T, rtol, atol, max_rank)
+                    ka, kva = rows[a].shape[0], cols[a].shape[1]
+                    gens["R"][a], gens["R"][b] = Q[:ka], Q[ka:]
+                    gens["W"][a], gens["W"][b] = P[:kva], P[kva:]
+                    rows[i] = Q.T @ stacked_rows
+                    cols[i] = stacked_cols @ P
+                    Ufull[i] = np.vstack([Ufull[a] @ Q[:ka], Ufull[b] @ Q[ka:]])
+                    Vfull[i] = np.vstack([Vfull[a] @ P[:kva], Vfull[b] @ P[kva:]])
+                for c in (a, b):
+                    del rows[c], cols[c], Ufull[c], Vfull[c]
+            bar.update()
+    bar.close()
+    return from_generators(tree, dtype=out_dtype, **gens)

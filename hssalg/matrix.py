@@ -1,0 +1,338 @@
+"""The HSSMatrix container and its operator protocol.
+
+An :class:`HSSMatrix` is immutable: generators live in seven flat read-only
+buffers (see :mod:`hssalg._layout`) and every operation returns a new object.
+The transpose is the same buffers with a flag flipped, so ``H.T`` costs O(1).
+"""
+
+import numpy as np
+
+from . import _layout
+from ._kernels import matvec as _matvec
+from ._validation import as_block, as_finite_array, check_dtype
+from .tree import ClusterTree
+
+__all__ = ["HSSMatrix"]
+
+
+def _frozen(a):
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+class HSSMatrix:
+    """A square hierarchically semi-separable matrix on a :class:`ClusterTree`.
+
+    Build one with :meth:`from_dense`, :meth:`from_generators` or a function
+    of :mod:`hssalg.gallery`; the constructor is private.
+
+    The matrix acts on vectors in the caller's (original) index order; the
+    tree permutation is applied inside every product.
+
+    Attributes
+    ----------
+    shape : (int, int)
+    dtype : numpy dtype (float64 or float32)
+    tree : ClusterTree
+    ranks : (n_nodes,) int64 array
+        HSS rank of every node: the larger of its row rank (columns of U_i)
+        and column rank (columns of V_i); 0 for the root.
+    row_ranks, col_ranks : (n_nodes,) int64 arrays
+    max_rank : int
+    nbytes : int
+        Bytes of generator storage.
+    """
+
+    __slots__ = ("_tree", "_kU", "_kV", "_bufs", "_offs", "_transposed", "_dtype")
+
+    def __init__(self, tree, kU, kV, buffers, transposed=False, _offsets=None):
+        # private: buffers must already match the layout; public builders validate
+        self._tree = tree
+        self._kU = _frozen(np.asarray(kU, dtype=np.int64))
+        self._kV = _frozen(np.asarray(kV, dtype=np.int64))
+        self._offs = _offsets if _offsets is not None else _layout.offsets(tree, self._kU, self._kV)
+        for off in self._offs.values():
+            off.setflags(write=False)
+        self._bufs = {kind: _frozen(buffers[kind]) for kind in _layout.KINDS}
+        self._dtype = self._bufs["D"].dtype
+        self._transposed = bool(transposed)
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_generators(cls, tree, D, U, V, R=None, W=None, B12=None, B21=None, dtype=None):
+        """Assemble an HSS matrix from per-node generators.
+
+        Parameters
+        ----------
+        tree : ClusterTree
+        D, U, V : sequences of length ``tree.n_nodes``
+            ``D[i]`` (m_i, m_i), ``U[i]`` (m_i, kU_i) and ``V[i]`` (m_i, kV_i) for
+            every leaf i; entries of inner nodes are ignored (use None).
+        R, W : sequences of length ``tree.n_nodes``
+            ``R[i]`` (kU_i, kU_parent) and ``W[i]`` (kV_i, kV_parent) for every
+            node whose parent is not the root; entries of the root and of its
+            children are ignored (None). May be None for a single-leaf tree.
+        B12, B21 : sequences of length ``tree.n_nodes``
+            For every inner node i with children a, b: ``B12[i]`` (kU_a, kV_b) and
+            ``B21[i]`` (kU_b, kV_a), so that A(a, b) = U_a B12 V_b^T. May be None
+            for a single-leaf tree.
+        dtype : float64 or float32, optional
+            Default: float64 unless every generator is float32.
+
+        Returns
+        -------
+        HSSMatrix
+
+        Notes
+        -----
+        The ranks of inner nodes are read from R and W (their row count), the
+        ranks of leaves from U and V; every other shape is checked against them.
+        """
+        from .construct import from_generators
+        return from_generators(tree, D, U, V, R, W, B12, B21, dtype=dtype)
+
+    @classmethod
+    def from_dense(cls, A, tree=None, leaf_size=64, rtol=1e-10, atol=0.0, max_rank=None, progress=False):
+        """Compress a dense square matrix (Xia, Chandrasekaran, Gu, Li 2010).
+
+        See :func:`hssalg.construct.from_dense` for the parameters.
+        """
+        from .construct import from_dense
+        return from_dense(A, tree=tree, leaf_size=leaf_size, rtol=rtol, atol=atol,
+                          max_rank=max_rank, progress=progress)
+
+    # -- attributes ---------------------------------------------------------------
+
+    @property
+    def shape(self):
+        n = self._tree.n
+        return (n, n)
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def tree(self):
+        return self._tree
+
+    @property
+    def row_ranks(self):
+        """(n_nodes,) columns of each node's (nested) row basis U_i."""
+        return self._kV if self._transposed else self._kU
+
+    @property
+    def col_ranks(self):
+        """(n_nodes,) columns of each node's (nested) column basis V_i."""
+        return self._kU if self._transposed else self._kV
+
+    @property
+    def ranks(self):
+        """(n_nodes,) HSS rank of each node, max(row rank, column rank)."""
+        return np.maximum(self._kU, self._kV)
+
+    @property
+    def max_rank(self):
+        """Largest HSS rank over all nodes (0 for a block-diagonal matrix)."""
+        return int(self.ranks.max()) if self._kU.size else 0
+
+    @property
+    def nbytes(self):
+        """Bytes held by the generators (excluding the tree)."""
+        return int(sum(b.nbytes for b in self._bufs.values()))
+
+    @property
+    def ndim(self):
+        return 2
+
+    @property
+    def size(self):
+        n = self._tree.n
+        return n * n
+
+    def __repr__(self):
+        n = self._tree.n
+        return (f"HSSMatrix(shape=({n}, {n}), dtype={self._dtype}, depth={self._tree.depth}, "
+                f"leaf_size={self._tree.leaf_size}, max_rank={self.max_rank}, "
+                f"{self.nbytes / 2**20:.2f} MiB vs {n * n * self._dtype.itemsize / 2**20:.2f} MiB dense)")
+
+    # -- generators -------------------------------------------------------------------
+
+    def generator_buffers(self):
+        """The flat generator buffers and offsets of this matrix, as stored.
+
+        Returns
+        -------
+        bufs, offs : dict
+            kind -> read-only 1-D array, and kind -> (n_nodes + 1,) int64 offsets,
+            kinds ``"D", "U", "V", "R", "W", "B12", "B21"``. For a transposed
+            matrix (``H.T``) these are materialised in transposed form (a copy of
+            the same size as the generators, never a dense matrix).
+        """
+        if not self._transposed:
+            return dict(self._bufs), dict(self._offs)
+        bufs, offs = self._bufs, self._offs
+        shapes = _layout.block_shapes(self._tree, self._kU, self._kV)
+        out = {
+            "U": bufs["V"], "V": bufs["U"], "R": bufs["W"], "W": bufs["R"],
+            "D": _transpose_blocks(bufs["D"], offs["D"], *shapes["D"]),
+            "B12": _transpose_blocks(bufs["B21"], offs["B21"], *shapes["B21"]),
+            "B21": _transpose_blocks(bufs["B12"], offs["B12"], *shapes["B12"]),
+        }
+        new_offs = _layout.offsets(self._tree, self._kV, self._kU)
+        return out, new_offs
+
+    def generators(self):
+        """Per-node generators as read-only views.
+
+        Returns
+        -------
+        dict
+            kind -> list of length ``tree.n_nodes``: the (rows, cols) block of
+            each node that has one, None elsewhere. Suitable for
+            :meth:`from_generators`.
+        """
+        bufs, offs = self.generator_buffers()
+        kU, kV = self.row_ranks, self.col_ranks
+        shapes = _layout.block_shapes(self._tree, kU, kV)
+        has = {
+            "D": self._tree.is_leaf, "U": self._tree.is_leaf, "V": self._tree.is_leaf,
+            "R": self._tree.parent > 0, "W": self._tree.parent > 0,
+            "B12": ~self._tree.is_leaf, "B21": ~self._tree.is_leaf,
+        }
+        # children of the root carry zero-size R, W; they are reported as None
+        out = {}
+        for kind in _layout.KINDS:
+            rows, cols = shapes[kind]
+            buf, off = bufs[kind], offs[kind]
+            out[kind] = [buf[off[i]:off[i + 1]].reshape(rows[i], cols[i]) if has[kind][i] else None
+                         for i in range(self._tree.n_nodes)]
+        return out
+
+    # -- products -------------------------------------------------------------------
+
+    def _apply(self, X, transpose):
+        """Y = op(A) X with X (n, s) C-contiguous in tree order."""
+        b, o = self._bufs, self._offs
+        if transpose == self._transposed:
+            # A @ X with the stored orientation: columns compressed by (V, W)
+            return _matvec.apply(self._tree.arrays, self._kV, self._kU,
+                                 b["V"], o["V"], b["W"], o["W"], b["U"], o["U"], b["R"], o["R"],
+                                 b["B12"], o["B12"], b["B21"], o["B21"], False, b["D"], o["D"], False, X)
+        return _matvec.apply(self._tree.arrays, self._kU, self._kV,
+                             b["U"], o["U"], b["R"], o["R"], b["V"], o["V"], b["W"], o["W"],
+                             b["B21"], o["B21"], b["B12"], o["B12"], True, b["D"], o["D"], True, X)
+
+    def _product(self, x, transpose, name):
+        n = self._tree.n
+        X, was_vector = as_block(x, n, self._dtype, name=name)
+        perm = self._tree.perm
+        Y = self._apply(np.ascontiguousarray(X[perm]), transpose)
+        Y = Y[self._tree.iperm]
+        return Y[:, 0] if was_vector else Y
+
+    def matvec(self, x):
+        """Return A @ x.
+
+        Parameters
+        ----------
+        x : (n,) or (n, s) array_like
+            Right-hand side(s) in the caller's index order; converted to the
+            matrix dtype.
+
+        Returns
+        -------
+        y : ndarray, same shape as x
+        """
+        return self._product(x, False, "x")
+
+    def rmatvec(self, x):
+        """Return A.T @ x (the adjoint product; real arithmetic).
+
+        Parameters
+        ----------
+        x : (n,) or (n, s) array_like
+
+        Returns
+        -------
+        y : ndarray, same shape as x
+        """
+        return self._product(x, True, "x")
+
+    def matmat(self, X):
+        """Return A @ X for a block X of shape (n, s)."""
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"X must be a 2-D block (n, s), got shape {X.shape}")
+        return self._product(X, False, "X")
+
+    def __matmul__(self, other):
+        if isinstance(other, HSSMatrix):
+            return NotImplemented
+        return self._product(other, False, "x")
+
+    def __rmatmul__(self, other):
+        # X @ A = (A^T X^T)^T for a dense X of shape (s, n) or a vector (n,)
+        if isinstance(other, HSSMatrix):
+            return NotImplemented
+        X = np.asarray(other)
+        if X.ndim == 1:
+            return self._product(X, True, "x")
+        if X.ndim != 2:
+            raise ValueError(f"the left factor must be a vector (n,) or a block (s, n), got shape {X.shape}")
+        if X.shape[1] != self._tree.n:
+            raise ValueError(f"the left factor has {X.shape[1]} columns but the matrix has {self._tree.n} rows")
+        return self._product(X.T, True, "x").T
+
+    @property
+    def T(self):
+        """The transpose, sharing this matrix's buffers (O(1), no copy)."""
+        return HSSMatrix(self._tree, self._kU, self._kV, self._bufs,
+                         transposed=not self._transposed, _offsets=self._offs)
+
+    def transpose(self):
+        """Same as :attr:`T`."""
+        return self.T
+
+    # -- dense views ---------------------------------------------------------------
+
+    def todense(self):
+        """The full matrix as an ndarray, in the caller's index order.
+
+        Costs O(n^2) memory and O(n^2 (m + k)) time: meant for tests and small n.
+
+        Returns
+        -------
+        A : (n, n) ndarray
+        """
+        n = self._tree.n
+        A = self._apply(np.eye(n, dtype=self._dtype), False)
+        iperm = self._tree.iperm
+        return np.ascontiguousarray(A[np.ix_(iperm, iperm)])
+
+    toarray = todense
+
+    def diagonal(self):
+        """The diagonal in the caller's order, from the leaf blocks D_i only.
+
+        Returns
+        -------
+        d : (n,) ndarray
+        """
+        tree = self._tree
+        leaves = tree.leaves                      # sorted by start: they tile 0..n-1
+        m = tree.sizes[leaves]
+        # entry (j, j) of a row-major m x m block sits at j * (m + 1)
+        local = np.arange(tree.n) - np.repeat(tree.start[leaves], m)
+        idx = np.repeat(self._offs["D"][leaves], m) + local * (np.repeat(m, m) + 1)
+        return self._bufs["D"][idx][tree.iperm]
+
+
+def _transpose_blocks(buf, off, rows, cols):
+    """Copy of a flat buffer with every node's block transposed."""
+    out = np.empty_like(buf)
+    for i in np.flatnonzero(rows * cols):
+        out[off[i]:off[i + 1]] = buf[off[i]:off[i + 1]].reshape(rows[i], cols[i]).T.ravel()
+    return out

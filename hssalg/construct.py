@@ -53,9 +53,10 @@ def from_generators(tree, D, U, V, R=None, W=None, B12=None, B21=None, dtype=Non
         "B21": _node_list(B21, "B21", n_nodes, not single),
     }
     leaf = tree.is_leaf
-    # which node carries which kind (children of the root have no R, W)
-    carries = {"D": leaf, "U": leaf, "V": leaf, "R": tree.parent > 0, "W": tree.parent > 0,
-               "B12": ~leaf, "B21": ~leaf}
+    # which node carries which kind (the root has no U, V; its children no R, W)
+    not_root = tree.parent >= 0
+    carries = {"D": leaf, "U": leaf & not_root, "V": leaf & not_root, "R": tree.parent > 0,
+               "W": tree.parent > 0, "B12": ~leaf, "B21": ~leaf}
     arrays = {}
     for kind, seq in gens.items():
         lst = []
@@ -76,10 +77,10 @@ def from_generators(tree, D, U, V, R=None, W=None, B12=None, B21=None, dtype=Non
     # ranks: leaves from U / V, inner nodes below the root from their children's R / W
     kU = np.zeros(n_nodes, dtype=np.int64)
     kV = np.zeros(n_nodes, dtype=np.int64)
-    for i in np.flatnonzero(leaf):
+    for i in np.flatnonzero(leaf & not_root):
         kU[i] = arrays["U"][i].shape[1]
         kV[i] = arrays["V"][i].shape[1]
-    for i in np.flatnonzero(~leaf & (tree.parent >= 0)):
+    for i in np.flatnonzero(~leaf & not_root):
         kU[i] = arrays["R"][tree.left[i]].shape[1]
         kV[i] = arrays["W"][tree.left[i]].shape[1]
     shapes = _layout.block_shapes(tree, kU, kV)

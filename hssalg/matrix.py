@@ -45,6 +45,8 @@ class HSSMatrix:
     """
 
     __slots__ = ("_tree", "_kU", "_kV", "_bufs", "_offs", "_transposed", "_dtype")
+    # numpy must hand `ndarray @ H` to __rmatmul__ instead of treating H as a 0-d object
+    __array_ufunc__ = None
 
     def __init__(self, tree, kU, kV, buffers, transposed=False, _offsets=None):
         # private: buffers must already match the layout; public builders validate
@@ -198,7 +200,8 @@ class HSSMatrix:
         kU, kV = self.row_ranks, self.col_ranks
         shapes = _layout.block_shapes(self._tree, kU, kV)
         has = {
-            "D": self._tree.is_leaf, "U": self._tree.is_leaf, "V": self._tree.is_leaf,
+            "D": self._tree.is_leaf, "U": self._tree.is_leaf & (self._tree.parent >= 0),
+            "V": self._tree.is_leaf & (self._tree.parent >= 0),
             "R": self._tree.parent > 0, "W": self._tree.parent > 0,
             "B12": ~self._tree.is_leaf, "B21": ~self._tree.is_leaf,
         }

@@ -1,0 +1,224 @@
+"""Save and load HSS matrices as ``.npz`` archives, without pickle.
+
+A file holds plain numeric and fixed-width unicode arrays only, so
+``np.load(..., allow_pickle=False)`` reads it and loading never runs code from
+the file. The arrays are
+
+================== ============ ===============================================
+key                dtype, shape content
+================== ============ ===============================================
+format             str, ()      the tag ``"hssalg-hss"``
+version            int64, ()    the format version (currently 1)
+tree_parent ...    int64, (.,)  ``tree_parent``, ``tree_left``, ``tree_right``,
+                                ``tree_start``, ``tree_stop``,
+                                ``tree_level_ptr``, ``tree_perm``
+tree_leaf_size     int64, ()    the leaf size the tree was built with
+kU, kV             int64, (p,)  row and column rank of every node
+D, U, ..., B21     float, (.,)  the seven flat generator buffers (see
+                                :mod:`hssalg._layout`); float64 or float32
+sha256             str, ()      SHA-256 over all arrays above
+================== ============ ===============================================
+
+The per-node offsets are not stored: they follow from the tree and the ranks,
+and recomputing them on load is what checks that the buffers fit the layout.
+"""
+
+import hashlib
+import os
+import zipfile
+import zlib
+
+import numpy as np
+
+from . import _layout
+from ._validation import SUPPORTED_DTYPES
+from .matrix import HSSMatrix
+from .tree import ClusterTree
+
+__all__ = ["save", "load"]
+
+FORMAT_TAG = "hssalg-hss"
+FORMAT_VERSION = 1
+
+_TREE_FIELDS = ("parent", "left", "right", "start", "stop", "level_ptr", "perm")
+_TREE_KEYS = tuple("tree_" + f for f in _TREE_FIELDS)
+# the fixed order in which arrays enter the digest; "sha256" itself is not digested
+_DIGESTED = ("format", "version") + _TREE_KEYS + ("tree_leaf_size", "kU", "kV") + _layout.KINDS
+_KEYS = _DIGESTED + ("sha256",)
+
+
+def save(path, H):
+    """Write an HSS matrix to an ``.npz`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Written exactly as given: unlike ``np.savez``, no ``.npz`` suffix is
+        appended, so ``load(path)`` with the same path reads the file back. An
+        existing file is overwritten.
+    H : HSSMatrix
+        A transposed matrix (``A.T``) is stored with its generators
+        materialised in transposed form, so it loads as an ordinary matrix
+        equal to ``A.T``.
+
+    Notes
+    -----
+    The file is written in place; a save interrupted half way leaves a file
+    that :func:`load` rejects as truncated rather than misreads.
+    """
+    if not isinstance(H, HSSMatrix):
+        raise TypeError(f"H must be a hssalg.HSSMatrix, got {type(H).__name__}")
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+    arrays = _to_arrays(H)
+    arrays["sha256"] = np.array(_digest(arrays))
+    # an open file object stops numpy from appending ".npz" to the name
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load(path):
+    """Read an HSS matrix written by :func:`save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    HSSMatrix
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ValueError
+        If the file is truncated or not an ``.npz`` archive, is not an hssalg
+        file, has another format version, misses arrays, does not match its
+        SHA-256 digest, or holds arrays that do not describe a valid tree and
+        generators of one layout. Nothing is returned in that case.
+
+    Notes
+    -----
+    The digest detects accidental corruption and edits that did not
+    recompute it; it is a checksum, not a signature against a deliberate forger.
+    """
+    path = os.fspath(path)
+    arrays = _read_arrays(path)
+    tag = arrays.get("format")
+    if tag is None or tag.shape != () or tag.dtype.kind != "U" or str(tag) != FORMAT_TAG:
+        raise _error(path, f"not an hssalg file (no format tag {FORMAT_TAG!r}; "
+                           f"it holds arrays {sorted(arrays)})")
+    version = arrays.get("version")
+    if version is None or version.shape != () or version.dtype.kind not in "iu":
+        raise _error(path, "the format version is missing or not an integer")
+    if int(version) != FORMAT_VERSION:
+        raise _error(path, f"format version {int(version)}, but this hssalg reads version {FORMAT_VERSION}")
+    missing = [k for k in _KEYS if k not in arrays]
+    if missing:
+        raise _error(path, f"missing arrays {missing}")
+    extra = sorted(set(arrays) - set(_KEYS))
+    if extra:
+        raise _error(path, f"unexpected arrays {extra}")
+    stored = arrays["sha256"]
+    if stored.shape != () or stored.dtype.kind != "U" or str(stored) != _digest(arrays):
+        raise _error(path, "the content does not match its SHA-256 digest "
+                           "(the file was modified or corrupted after saving)")
+    return _build(path, arrays)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+def _to_arrays(H):
+    """The arrays of a file, without the digest."""
+    tree = H.tree
+    bufs, _ = H.generator_buffers()
+    arrays = {"format": np.array(FORMAT_TAG), "version": np.array(FORMAT_VERSION, dtype=np.int64)}
+    for key, field in zip(_TREE_KEYS, _TREE_FIELDS):
+        arrays[key] = getattr(tree, field)
+    arrays["tree_leaf_size"] = np.array(tree.leaf_size, dtype=np.int64)
+    # row/col ranks, not the stored kU/kV: they belong to the (materialised) buffers
+    arrays["kU"] = H.row_ranks
+    arrays["kV"] = H.col_ranks
+    arrays.update(bufs)
+    return arrays
+
+
+def _digest(arrays):
+    """Hex SHA-256 of the arrays in ``_DIGESTED`` order.
+
+    Key, dtype and shape are hashed with the bytes, so swapping two arrays or
+    reinterpreting one changes the digest even when the raw bytes do not.
+    """
+    h = hashlib.sha256()
+    for key in _DIGESTED:
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _error(path, what):
+    return ValueError(f"cannot load an HSS matrix from {path!r}: {what}")
+
+
+def _read_arrays(path):
+    """Every array of the archive, read eagerly (so a bad member fails here)."""
+    # zip members are read lazily; a truncated or damaged member only fails on access.
+    # NotImplementedError is zipfile's answer to a damaged compression-method field.
+    bad_file = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, NotImplementedError)
+    try:
+        content = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except bad_file as exc:
+        raise _error(path, f"not a readable .npz archive, truncated or corrupt ({exc})") from exc
+    if isinstance(content, np.ndarray):
+        raise _error(path, "not an hssalg file (a single .npy array, not an .npz archive)")
+    try:
+        with content:
+            return {key: content[key] for key in content.files}
+    except bad_file as exc:
+        raise _error(path, f"not a readable .npz archive, truncated or corrupt ({exc})") from exc
+
+
+def _build(path, arrays):
+    """Check the arrays of a file against each other and assemble the matrix."""
+    for key in _TREE_KEYS + ("kU", "kV"):
+        a = arrays[key]
+        if a.ndim != 1 or a.dtype.kind not in "iu":
+            raise _error(path, f"{key} must be a 1-D integer array, got shape {a.shape} and dtype {a.dtype}")
+    leaf_size = arrays["tree_leaf_size"]
+    if leaf_size.shape != () or leaf_size.dtype.kind not in "iu":
+        raise _error(path, f"tree_leaf_size must be an integer scalar, got shape {leaf_size.shape} "
+                           f"and dtype {leaf_size.dtype}")
+    try:
+        tree = ClusterTree(*(arrays[k] for k in _TREE_KEYS), leaf_size=int(leaf_size))
+    except (ValueError, TypeError) as exc:
+        raise _error(path, f"the file holds an invalid cluster tree: {exc}") from exc
+
+    kU = arrays["kU"].astype(np.int64)
+    kV = arrays["kV"].astype(np.int64)
+    for name, k in (("kU", kU), ("kV", kV)):
+        if k.shape != (tree.n_nodes,):
+            raise _error(path, f"{name} has {k.size} entries but the tree has {tree.n_nodes} nodes")
+        if np.any(k < 0) or k[0] != 0:
+            raise _error(path, f"{name} must be >= 0 with 0 at the root, got {k.tolist()}")
+
+    bufs = {kind: arrays[kind] for kind in _layout.KINDS}
+    dtype = bufs["D"].dtype
+    if dtype not in SUPPORTED_DTYPES:
+        raise _error(path, f"generator buffers must be float64 or float32, D is {dtype}")
+    offs = _layout.offsets(tree, kU, kV)
+    for kind, buf in bufs.items():
+        if buf.dtype != dtype:
+            raise _error(path, f"generator buffers must share one dtype, D is {dtype} but {kind} is {buf.dtype}")
+        need = int(offs[kind][-1])
+        if buf.shape != (need,):
+            raise _error(path, f"the {kind} buffer has shape {buf.shape} but the tree and ranks "
+                               f"need ({need},)")
+        if not np.all(np.isfinite(buf)):
+            raise _error(path, f"the {kind} buffer contains non-finite entries (NaN or inf)")
+    return HSSMatrix(tree, kU, kV, bufs, _offsets=offs)

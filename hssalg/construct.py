@@ -2,6 +2,7 @@
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg.lapack import dgeqrf as _geqrf
 
 from . import _layout
 from ._progress import Progress
@@ -103,31 +104,44 @@ def from_generators(tree, D, U, V, R=None, W=None, B12=None, B21=None, dtype=Non
 
 # -- from a dense matrix -------------------------------------------------------------
 
-def _truncated_column_basis(S, rtol, atol, max_rank):
-    """Orthonormal basis of the dominant column space of S (r x c).
+def _dominant_row_basis(T, rtol, atol, max_rank):
+    """Orthonormal basis of the dominant row space of a tall matrix T (N x r).
 
+    The row space of T is that of the triangular factor of its QR
+    factorisation, so the SVD is taken of an r x r matrix: a Householder QR
+    (LAPACK geqrf, on the array as given when it is Fortran-ordered) costs
+    O(N r^2) and keeps singular values accurate down to eps * sigma_1, which a
+    Gram matrix T^T T would not (it loses everything below sqrt(eps)).
     Singular values above ``max(rtol * sigma_1, atol)`` are kept, at most
-    ``max_rank`` of them. For wide S the SVD is taken of the triangular factor
-    of a QR of S^T (same left singular vectors, r x r instead of r x c).
+    ``max_rank`` of them.
 
     Returns
     -------
     Q : (r, k) ndarray with orthonormal columns
     """
-    r, c = S.shape
-    if r == 0 or c == 0:
+    N, r = T.shape
+    if r == 0 or N == 0:
         return np.zeros((r, 0))
-    if c > r:
-        T = sla.qr(S.T, mode="r", check_finite=False)[0][:r].T   # (r, r), S S^T = T T^T
-    else:
-        T = S
-    Q, sigma, _ = sla.svd(T, full_matrices=False, check_finite=False, lapack_driver="gesdd")
+    if N > r:
+        qr, _, _, info = _geqrf(T, lwork=max(1, 64 * r), overwrite_a=True)
+        if info != 0:  # only an illegal argument can cause this: a bug, not bad data
+            raise RuntimeError(f"LAPACK dgeqrf failed with info = {info} on a {N} x {r} block")
+        T = np.triu(qr[:r])
+    _, sigma, Vt = sla.svd(T, full_matrices=False, check_finite=False, lapack_driver="gesdd")
     if sigma.size == 0 or sigma[0] == 0.0:
         return np.zeros((r, 0))
     k = int(np.count_nonzero(sigma > max(rtol * sigma[0], atol)))
     if max_rank is not None:
         k = min(k, max_rank)
-    return np.ascontiguousarray(Q[:, :k])
+    return np.ascontiguousarray(Vt[:k].T)
+
+
+def _outside_rows(M, s0, s1):
+    """Rows of M outside s0:s1, as a Fortran-ordered copy (geqrf's layout)."""
+    out = np.empty((M.shape[0] - (s1 - s0), M.shape[1]), order="F")
+    out[:s0] = M[:s0]
+    out[s0:] = M[s1:]
+    return out
 
 
 def from_dense(A, tree=None, leaf_size=64, rtol=1e-10, atol=0.0, max_rank=None, progress=False):
@@ -209,12 +223,6 @@ def from_dense(A, tree=None, leaf_size=64, rtol=1e-10, atol=0.0, max_rank=None, 
     rows, cols, Ufull, Vfull = {}, {}, {}, {}
     bar = Progress(tree.n_nodes, "from_dense", enabled=progress)
 
-    def outside(i, M, axis):
-        # the part of M that lies outside node i's index range along `axis`
-        if axis == 1:
-            return np.concatenate([M[:, :start[i]], M[:, stop[i]:]], axis=1)
-        return np.concatenate([M[:start[i]], M[stop[i]:]], axis=0)
-
     for lvl in range(tree.depth, -1, -1):
         for i in range(level_ptr[lvl], level_ptr[lvl + 1]):
             s0, s1 = start[i], stop[i]
@@ -224,8 +232,10 @@ def from_dense(A, tree=None, leaf_size=64, rtol=1e-10, atol=0.0, max_rank=None, 
                 if i == 0:
                     bar.update()
                     continue
-                U = _truncated_column_basis(outside(i, Ap[s0:s1], 1), rtol, atol, max_rank)
-                V = _truncated_column_basis(outside(i, Ap[:, s0:s1], 0).T, rtol, atol, max_rank)
+                # column space of the block row A(i, i^c) = row space of its transpose
+                U = _dominant_row_basis(_outside_rows(Ap[s0:s1].T, s0, s1),
+                                        rtol, atol, max_rank)
+                V = _dominant_row_basis(_outside_rows(Ap[:, s0:s1], s0, s1), rtol, atol, max_rank)
                 gens["U"][i], gens["V"][i] = U, V
                 rows[i] = U.T @ Ap[s0:s1]
                 cols[i] = Ap[:, s0:s1] @ V
@@ -237,8 +247,8 @@ def from_dense(A, tree=None, leaf_size=64, rtol=1e-10, atol=0.0, max_rank=None, 
                 if i != 0:
                     stacked_rows = np.vstack([rows[a], rows[b]])
                     stacked_cols = np.hstack([cols[a], cols[b]])
-                    Q = _truncated_column_basis(outside(i, stacked_rows, 1), rtol, atol, max_rank)
-                    P = _truncated_column_basis(outside(i, stacked_cols, 0).T, rtol, atol, max_rank)
+                    Q = _dominant_row_basis(_outside_rows(stacked_rows.T, s0, s1), rtol, atol, max_rank)
+                    P = _dominant_row_basis(_outside_rows(stacked_cols, s0, s1), rtol, atol, max_rank)
                     ka, kva = rows[a].shape[0], cols[a].shape[1]
                     gens["R"][a], gens["R"][b] = Q[:ka], Q[ka:]
                     gens["W"][a], gens["W"][b] = P[:kva], P[kva:]

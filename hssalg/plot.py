@@ -87,9 +87,9 @@ def _off_diagonal_blocks(H):
     For every inner node with children a, b the two blocks A(a, b) = U_a B12 V_b^T
     and A(b, a) = U_b B21 V_a^T. The rank reported for A(a, b) is
     ``min(row_ranks[a], col_ranks[b])``, the smaller side of the coupling B12:
-    an upper bound on the block's rank that the representation attains when
-    the coupling has full rank (always the case for :meth:`HSSMatrix.from_dense`
-    up to its tolerance).
+    the rank the representation allows that block (an upper bound on its
+    numerical rank, which can be smaller because U_a and V_b also serve the
+    blocks farther away).
 
     Returns
     -------

@@ -80,7 +80,9 @@ def as_finite_array(a, name, ndim=None, dtype=None):
         if arr.ndim not in allowed:
             want = " or ".join(f"{d}-D" for d in allowed)
             raise ValueError(f"{name} must be a {want} array, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    # NaN and inf propagate through a sum, so one reduction clears the common case;
+    # only a sum that is not finite (bad entries, or an overflow) needs the full check
+    if not np.isfinite(np.sum(arr)) and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} non-finite entr{'y' if bad == 1 else 'ies'} (NaN or inf)")
     return arr

@@ -219,21 +219,26 @@ class HSSMatrix:
     def _apply(self, X, transpose):
         """Y = op(A) X with X (n, s) C-contiguous in tree order."""
         b, o = self._bufs, self._offs
+        threads = _matvec.threads_for(*X.shape)
         if transpose == self._transposed:
             # A @ X with the stored orientation: columns compressed by (V, W)
-            return _matvec.apply(self._tree.arrays, self._kV, self._kU,
-                                 b["V"], o["V"], b["W"], o["W"], b["U"], o["U"], b["R"], o["R"],
-                                 b["B12"], o["B12"], b["B21"], o["B21"], False, b["D"], o["D"], False, X)
-        return _matvec.apply(self._tree.arrays, self._kU, self._kV,
-                             b["U"], o["U"], b["R"], o["R"], b["V"], o["V"], b["W"], o["W"],
-                             b["B21"], o["B21"], b["B12"], o["B12"], True, b["D"], o["D"], True, X)
+            return _matvec.run_parallel(_matvec.apply, threads, self._tree.arrays, self._kV, self._kU,
+                                        b["V"], o["V"], b["W"], o["W"], b["U"], o["U"], b["R"], o["R"],
+                                        b["B12"], o["B12"], b["B21"], o["B21"], False,
+                                        b["D"], o["D"], False, X)
+        return _matvec.run_parallel(_matvec.apply, threads, self._tree.arrays, self._kU, self._kV,
+                                    b["U"], o["U"], b["R"], o["R"], b["V"], o["V"], b["W"], o["W"],
+                                    b["B21"], o["B21"], b["B12"], o["B12"], True,
+                                    b["D"], o["D"], True, X)
 
     def _product(self, x, transpose, name):
         n = self._tree.n
         X, was_vector = as_block(x, n, self._dtype, name=name)
-        perm = self._tree.perm
-        Y = self._apply(np.ascontiguousarray(X[perm]), transpose)
-        Y = Y[self._tree.iperm]
+        if self._tree.has_identity_perm:
+            Y = self._apply(X, transpose)
+        else:
+            Y = self._apply(np.take(X, self._tree.perm, axis=0), transpose)
+            Y = np.take(Y, self._tree.iperm, axis=0)
         return Y[:, 0] if was_vector else Y
 
     def matvec(self, x):

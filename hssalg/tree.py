@@ -90,7 +90,7 @@ class ClusterTree:
     """
 
     __slots__ = ("_parent", "_left", "_right", "_start", "_stop", "_level_ptr",
-                 "_perm", "_iperm", "_leaf_size", "_level")
+                 "_perm", "_iperm", "_leaf_size", "_level", "_identity")
 
     def __init__(self, parent, left, right, start, stop, level_ptr, perm, leaf_size=None):
         arrays = {}
@@ -110,6 +110,7 @@ class ClusterTree:
         iperm = np.empty_like(self._perm)
         iperm[self._perm] = np.arange(self._perm.size)
         self._iperm = _readonly(iperm)
+        self._identity = bool(np.array_equal(self._perm, np.arange(self._perm.size)))
         level = np.repeat(np.arange(self._level_ptr.size - 1), np.diff(self._level_ptr))
         self._level = _readonly(level)
         if leaf_size is None:
@@ -221,6 +222,11 @@ class ClusterTree:
     perm = property(lambda self: self._perm, doc="(n,) original index of each tree-order position")
     iperm = property(lambda self: self._iperm, doc="(n,) tree-order position of each original index")
     level = property(lambda self: self._level, doc="(n_nodes,) level of each node (root = 0)")
+
+    @property
+    def has_identity_perm(self):
+        """True when tree order is the original order (no permutation needed)."""
+        return self._identity
 
     @property
     def n(self):

@@ -1,7 +1,11 @@
 """Building HSS matrices: from generators and by compressing a dense matrix."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.linalg as sla
+from numba import get_num_threads as _numba_threads
+from threadpoolctl import threadpool_limits
 from scipy.linalg.lapack import dgeqrf as _geqrf
 
 from . import _layout
@@ -215,49 +219,66 @@ def from_dense(A, tree=None, leaf_size=64, rtol=1e-10, atol=0.0, max_rank=None, 
     else:
         Ap = np.asarray(A, dtype=np.float64)[np.ix_(perm, perm)]
 
-    n_nodes = tree.n_nodes
-    start, stop, left, right, level_ptr = tree.start, tree.stop, tree.left, tree.right, tree.level_ptr
-    gens = {kind: [None] * n_nodes for kind in _layout.KINDS}
+    start, stop, left, right = tree.start, tree.stop, tree.left, tree.right
+    gens = {kind: [None] * tree.n_nodes for kind in _layout.KINDS}
     # per live node: reduced rows  U_i^T A(i, :)  (kU x n), reduced columns  A(:, i) V_i  (n x kV),
     # and the explicit nested bases U_i (m_i x kU), V_i (m_i x kV)
     rows, cols, Ufull, Vfull = {}, {}, {}, {}
-    bar = Progress(tree.n_nodes, "from_dense", enabled=progress)
 
-    for lvl in range(tree.depth, -1, -1):
-        for i in range(level_ptr[lvl], level_ptr[lvl + 1]):
-            s0, s1 = start[i], stop[i]
-            a, b = left[i], right[i]
-            if a < 0:
-                gens["D"][i] = Ap[s0:s1, s0:s1]
-                if i == 0:
-                    bar.update()
-                    continue
-                # column space of the block row A(i, i^c) = row space of its transpose
-                U = _dominant_row_basis(_outside_rows(Ap[s0:s1].T, s0, s1),
-                                        rtol, atol, max_rank)
-                V = _dominant_row_basis(_outside_rows(Ap[:, s0:s1], s0, s1), rtol, atol, max_rank)
-                gens["U"][i], gens["V"][i] = U, V
-                rows[i] = U.T @ Ap[s0:s1]
-                cols[i] = Ap[:, s0:s1] @ V
-                Ufull[i], Vfull[i] = U, V
-            else:
-                # couplings of the two children: B = U_a^T A(a, b) V_b
-                gens["B12"][i] = rows[a][:, start[b]:stop[b]] @ Vfull[b]
-                gens["B21"][i] = rows[b][:, start[a]:stop[a]] @ Vfull[a]
-                if i != 0:
-                    stacked_rows = np.vstack([rows[a], rows[b]])
-                    stacked_cols = np.hstack([cols[a], cols[b]])
-                    Q = _dominant_row_basis(_outside_rows(stacked_rows.T, s0, s1), rtol, atol, max_rank)
-                    P = _dominant_row_basis(_outside_rows(stacked_cols, s0, s1), rtol, atol, max_rank)
-                    ka, kva = rows[a].shape[0], cols[a].shape[1]
-                    gens["R"][a], gens["R"][b] = Q[:ka], Q[ka:]
-                    gens["W"][a], gens["W"][b] = P[:kva], P[kva:]
-                    rows[i] = Q.T @ stacked_rows
-                    cols[i] = stacked_cols @ P
-                    Ufull[i] = np.vstack([Ufull[a] @ Q[:ka], Ufull[b] @ Q[ka:]])
-                    Vfull[i] = np.vstack([Vfull[a] @ P[:kva], Vfull[b] @ P[kva:]])
-                for c in (a, b):
-                    del rows[c], cols[c], Ufull[c], Vfull[c]
-            bar.update()
+    def compress_leaf(i):
+        s0, s1 = start[i], stop[i]
+        out = {"D": (i, Ap[s0:s1, s0:s1])}
+        if i == 0:
+            return out
+        # column space of the block row A(i, i^c) = row space of its transpose
+        U = _dominant_row_basis(_outside_rows(Ap[s0:s1].T, s0, s1), rtol, atol, max_rank)
+        V = _dominant_row_basis(_outside_rows(Ap[:, s0:s1], s0, s1), rtol, atol, max_rank)
+        out.update(U=(i, U), V=(i, V))
+        out["live"] = (i, U.T @ Ap[s0:s1], Ap[:, s0:s1] @ V, U, V)
+        return out
+
+    def compress_inner(i):
+        a, b = left[i], right[i]
+        # couplings of the two children: B = U_a^T A(a, b) V_b
+        out = {"B12": (i, rows[a][:, start[b]:stop[b]] @ Vfull[b]),
+               "B21": (i, rows[b][:, start[a]:stop[a]] @ Vfull[a])}
+        if i == 0:
+            return out
+        s0, s1 = start[i], stop[i]
+        stacked_rows = np.vstack([rows[a], rows[b]])
+        stacked_cols = np.hstack([cols[a], cols[b]])
+        Q = _dominant_row_basis(_outside_rows(stacked_rows.T, s0, s1), rtol, atol, max_rank)
+        P = _dominant_row_basis(_outside_rows(stacked_cols, s0, s1), rtol, atol, max_rank)
+        ka, kva = rows[a].shape[0], cols[a].shape[1]
+        out["R"] = [(a, Q[:ka]), (b, Q[ka:])]
+        out["W"] = [(a, P[:kva]), (b, P[kva:])]
+        out["live"] = (i, Q.T @ stacked_rows, stacked_cols @ P,
+                       np.vstack([Ufull[a] @ Q[:ka], Ufull[b] @ Q[ka:]]),
+                       np.vstack([Vfull[a] @ P[:kva], Vfull[b] @ P[kva:]]))
+        return out
+
+    bar = Progress(tree.n_nodes, "from_dense", enabled=progress)
+    workers = max(1, min(_numba_threads(), 8))
+    # One BLAS thread per call and the nodes of a level spread over Python threads
+    # (LAPACK releases the GIL): multithreaded BLAS on these tall, thin blocks gains
+    # little on an idle machine and, with its spinning threads, loses 10-30x on a
+    # busy one.
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        for lvl in range(tree.depth, -1, -1):
+            ids = range(tree.level_ptr[lvl], tree.level_ptr[lvl + 1])
+            work = lambda i: compress_leaf(i) if left[i] < 0 else compress_inner(i)  # noqa: E731
+            results = list(pool.map(work, ids)) if len(ids) > 1 and workers > 1 else [work(i) for i in ids]
+            for i, res in zip(ids, results):
+                for kind, val in res.items():
+                    if kind == "live":
+                        node, r, c, U, V = val
+                        rows[node], cols[node], Ufull[node], Vfull[node] = r, c, U, V
+                    else:
+                        for node, block in (val if isinstance(val, list) else [val]):
+                            gens[kind][node] = block
+                if left[i] >= 0:
+                    for c in (left[i], right[i]):
+                        del rows[c], cols[c], Ufull[c], Vfull[c]
+                bar.update()
     bar.close()
     return from_generators(tree, dtype=out_dtype, **gens)

@@ -5,7 +5,7 @@ One function serves ``A @ X`` and ``A.T @ X``: the caller passes the generators
 compresses the input) is (V, W) and the row side (the basis that expands the
 output) is (U, R), with couplings B12 / B21 and D as stored; for ``A.T @ X`` the
 sides swap, the couplings are B21 / B12 used transposed, and D is used
-transposed. See HSS_PRIMER.md §2.
+transposed. See docs/primer.md, section 5.
 
 Cost O(n (m + k) s) for n rows, leaf size m, rank k and s right-hand sides;
 memory O(sum of ranks * s) for the compressed vectors, allocated once.

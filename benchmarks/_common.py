@@ -32,15 +32,8 @@ def setup(description, argv=None):
 
 def median_time(fn, repeat=7, warmup=1):
     """Median wall time of ``fn()`` over ``repeat`` calls after ``warmup`` calls."""
-    import numpy as np
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    from hssalg._timing import median_time as _median
+    return _median(fn, repeat=repeat, warmup=warmup)
 
 
 def first_call_time(fn):

@@ -11,21 +11,14 @@ import time
 
 import numpy as np
 
+from ._timing import median_time
+
 KERNELS = {
     # name: (description, function of the distance matrix |x_i - x_j| and n)
     "inverse-distance": ("1 / (1 + n |x - y|)", lambda r, n: 1.0 / (1.0 + n * r)),
     "gaussian": ("exp(-(x - y)^2 / (2 h^2)), h = 0.05", lambda r, n: np.exp(-(r * r) / (2 * 0.05**2))),
     "log": ("log(1e-3 + |x - y|)", lambda r, n: np.log(1e-3 + r)),
 }
-
-
-def _median_time(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def _step(msg, quiet):
@@ -64,10 +57,10 @@ def demo(n=8192, leaf_size=64, rtol=1e-8, kernel="inverse-distance", seed=0, rep
     H @ v1
     H @ V16
     t_first = time.perf_counter() - t0
-    t_h1 = _median_time(lambda: H @ v1, repeat)
-    t_h16 = _median_time(lambda: H @ V16, repeat)
-    t_d1 = _median_time(lambda: A @ v1, repeat)
-    t_d16 = _median_time(lambda: A @ V16, repeat)
+    t_h1 = median_time(lambda: H @ v1, repeat, warmup=0)
+    t_h16 = median_time(lambda: H @ V16, repeat, warmup=0)
+    t_d1 = median_time(lambda: A @ v1, repeat, warmup=1)
+    t_d16 = median_time(lambda: A @ V16, repeat, warmup=1)
     err1 = np.linalg.norm(H @ v1 - A @ v1) / np.linalg.norm(A @ v1)
     err16 = np.linalg.norm(H @ V16 - A @ V16) / np.linalg.norm(A @ V16)
 

@@ -8,14 +8,15 @@ from numba import get_num_threads as _numba_threads
 from threadpoolctl import threadpool_limits
 from scipy.linalg.lapack import dgeqrf as _geqrf
 
-from . import _layout
+from . import _from_matvec, _layout
+from ._from_matvec import MatvecInfo
 from ._progress import Progress
 from ._validation import (SUPPORTED_DTYPES, as_finite_array, check_dtype, check_nonnegative,
                           check_optional_rank, check_tolerance)
 from .matrix import HSSMatrix
 from .tree import ClusterTree
 
-__all__ = ["from_generators", "from_dense"]
+__all__ = ["from_generators", "from_dense", "from_matvec", "MatvecInfo"]
 
 
 def _check_tree(tree, name="tree"):
@@ -282,3 +283,25 @@ def from_dense(A, tree=None, leaf_size=64, rtol=1e-10, atol=0.0, max_rank=None, 
                 bar.update()
     bar.close()
     return from_generators(tree, dtype=out_dtype, **gens)
+
+
+def from_matvec(matvec, rmatvec, tree, rank=None, rtol=1e-8, seed=0, symmetric=False, max_rank=None,
+                oversampling=10, n_probes=8, max_samples=None):
+    H, info = _from_matvec.from_matvec(matvec, rmatvec, tree, rank=rank, rtol=rtol, seed=seed,
+                                       symmetric=symmetric, max_rank=max_rank,
+                                       oversampling=oversampling, n_probes=n_probes,
+                                       max_samples=max_samples)
+    return H._with_info(info)
+
+
+# the public form returns the matrix alone, the record of the run travels as H.info
+from_matvec.__doc__ = _from_matvec.from_matvec.__doc__.replace(
+    """    H : HSSMatrix
+        float64, on ``tree``, with orthonormal bases.
+    info : MatvecInfo
+        Products used (``n_matvecs``, ``n_rmatvecs``), the error estimate and
+        the sketch size.""",
+    """    H : HSSMatrix
+        float64, on ``tree``, with orthonormal bases. ``H.info`` is a
+        :class:`MatvecInfo`: products used (``n_matvecs``, ``n_rmatvecs``), the
+        error estimate and the sketch size.""")

@@ -44,7 +44,7 @@ class HSSMatrix:
         Bytes of generator storage.
     """
 
-    __slots__ = ("_tree", "_kU", "_kV", "_bufs", "_offs", "_transposed", "_dtype")
+    __slots__ = ("_tree", "_kU", "_kV", "_bufs", "_offs", "_transposed", "_dtype", "_info")
     # numpy must hand `ndarray @ H` to __rmatmul__ instead of treating H as a 0-d object
     __array_ufunc__ = None
 
@@ -59,6 +59,7 @@ class HSSMatrix:
         self._bufs = {kind: _frozen(buffers[kind]) for kind in _layout.KINDS}
         self._dtype = self._bufs["D"].dtype
         self._transposed = bool(transposed)
+        self._info = None
 
     # -- construction ---------------------------------------------------------------
 
@@ -105,7 +106,39 @@ class HSSMatrix:
         return from_dense(A, tree=tree, leaf_size=leaf_size, rtol=rtol, atol=atol,
                           max_rank=max_rank, progress=progress)
 
+    @classmethod
+    def from_matvec(cls, matvec, rmatvec, tree, rank=None, rtol=1e-8, seed=0, symmetric=False,
+                    max_rank=None, oversampling=10, n_probes=8, max_samples=None):
+        """Compress a matrix known only through products with A and A^T.
+
+        Black-box randomised compression of Levitt and Martinsson (SISC 2024): one
+        sketch of O(k) columns serves every level, no entry of A is read. See
+        :func:`hssalg.construct.from_matvec` for the parameters. The number of
+        products used and an a-posteriori error estimate are in ``H.info``.
+        """
+        from .construct import from_matvec
+        return from_matvec(matvec, rmatvec, tree, rank=rank, rtol=rtol, seed=seed, symmetric=symmetric,
+                           max_rank=max_rank, oversampling=oversampling, n_probes=n_probes,
+                           max_samples=max_samples)
+
+    def _with_info(self, info):
+        """The same matrix (shared buffers) carrying a record of how it was built."""
+        out = HSSMatrix(self._tree, self._kU, self._kV, self._bufs, transposed=self._transposed,
+                        _offsets=self._offs)
+        out._info = info
+        return out
+
     # -- attributes ---------------------------------------------------------------
+
+    @property
+    def info(self):
+        """How the matrix was built, for the builders that measure it, else None.
+
+        ``from_matvec`` records the number of products and an error estimate
+        (:class:`hssalg.construct.MatvecInfo`). Operations that return new matrices
+        (transpose, arithmetic) do not carry it over.
+        """
+        return self._info
 
     @property
     def shape(self):

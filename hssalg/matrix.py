@@ -5,6 +5,8 @@ buffers (see :mod:`hssalg._layout`) and every operation returns a new object.
 The transpose is the same buffers with a flag flipped, so ``H.T`` costs O(1).
 """
 
+import numbers
+
 import numpy as np
 
 from . import _layout
@@ -311,7 +313,8 @@ class HSSMatrix:
 
     def __matmul__(self, other):
         if isinstance(other, HSSMatrix):
-            return NotImplemented
+            from .arithmetic import multiply
+            return multiply(self, other)
         return self._product(other, False, "x")
 
     def __rmatmul__(self, other):
@@ -326,6 +329,63 @@ class HSSMatrix:
         if X.shape[1] != self._tree.n:
             raise ValueError(f"the left factor has {X.shape[1]} columns but the matrix has {self._tree.n} rows")
         return self._product(X.T, True, "x").T
+
+    # -- algebra (hssalg.arithmetic) ---------------------------------------------------
+
+    def __add__(self, other):
+        if not isinstance(other, HSSMatrix):
+            return NotImplemented
+        from .arithmetic import add
+        return add(self, other)
+
+    def __sub__(self, other):
+        if not isinstance(other, HSSMatrix):
+            return NotImplemented
+        from .arithmetic import subtract
+        return subtract(self, other)
+
+    def __mul__(self, alpha):
+        if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool):
+            return NotImplemented
+        from .arithmetic import scale
+        return scale(self, alpha)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, alpha):
+        if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool):
+            return NotImplemented
+        if alpha == 0:
+            raise ZeroDivisionError("cannot divide an HSSMatrix by zero")
+        from .arithmetic import scale
+        return scale(self, 1.0 / alpha)
+
+    def __neg__(self):
+        from .arithmetic import scale
+        return scale(self, -1.0)
+
+    def __pos__(self):
+        return self
+
+    def shift(self, sigma):
+        """Return A + sigma I (only the leaf blocks D change; ranks are unchanged)."""
+        from .arithmetic import shift
+        return shift(self, sigma)
+
+    def recompress(self, rtol=1e-10, atol=0.0, max_rank=None):
+        """Return the same matrix with orthonormal bases truncated at the tolerances.
+
+        Ranks never grow, and recompressing the result again changes nothing; see
+        :func:`hssalg.arithmetic.recompress` for the algorithm and the error bound.
+        """
+        from .arithmetic import recompress
+        return recompress(self, rtol=rtol, atol=atol, max_rank=max_rank)
+
+    def aslinearoperator(self):
+        """This matrix as a :class:`scipy.sparse.linalg.LinearOperator` (products only)."""
+        from scipy.sparse.linalg import LinearOperator
+        return LinearOperator(self.shape, matvec=self.matvec, rmatvec=self.rmatvec,
+                              matmat=self.matvec, rmatmat=self.rmatvec, dtype=self._dtype)
 
     @property
     def T(self):

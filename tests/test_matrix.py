@@ -155,3 +155,18 @@ def test_matrix_is_immutable():
     D0 = H.generators()["D"][H.tree.leaves[0]]
     with pytest.raises(ValueError):
         D0[0, 0] = 1.0
+
+
+def test_aslinearoperator_matches_products():
+    from scipy.sparse.linalg import LinearOperator, gmres
+    H = hs.gallery.random_hss(hs.ClusterTree.balanced(120, 10), 4, seed=5).shift(30.0)
+    L = H.aslinearoperator()
+    assert isinstance(L, LinearOperator) and L.shape == H.shape and L.dtype == H.dtype
+    X = np.random.default_rng(0).standard_normal((120, 3))
+    assert np.array_equal(L @ X[:, 0], H @ X[:, 0])
+    assert np.array_equal(L.matmat(X), H @ X)
+    assert np.array_equal(L.rmatvec(X[:, 1]), H.rmatvec(X[:, 1]))
+    # scipy's Krylov solvers accept it: a diagonally dominated system converges
+    x, info = gmres(L, X[:, 2], rtol=1e-10, atol=0.0)
+    assert info == 0
+    assert np.linalg.norm(H @ x - X[:, 2]) <= 1e-8 * np.linalg.norm(X[:, 2])

@@ -1,7 +1,19 @@
 """hssalg_nn: Neural-HSS operator layers trained with autograd.
 
-This package is planned (issue 5: differentiable HSS products, HSSLinear,
-NeuralHSS, training); it exports nothing yet.
+The layers are HSS operators (Sittoni et al., "Neural-HSS", arXiv 2602.18248)
+whose products and gradients run in hssalg's numba kernels. A trained linear
+layer exports to an :class:`hssalg.HSSMatrix` (``layer.to_hss(params)``) and can
+then be factorised, recompressed or saved like any other.
+
+See docs/neural.md.
 """
 
-__all__ = []
+from .exact import fit_linear_exact, min_samples_exact
+from .layers import HSSLinear, NeuralHSS
+from .optim import adam_init, adam_step, lbfgs
+from .primitives import HSSLayout, hss_apply
+from .train import fit, load_checkpoint, relative_l2, relative_mse, save_checkpoint
+
+__all__ = ["HSSLinear", "NeuralHSS", "HSSLayout", "hss_apply", "fit", "fit_linear_exact",
+           "min_samples_exact", "adam_init", "adam_step", "lbfgs", "relative_l2", "relative_mse",
+           "save_checkpoint", "load_checkpoint"]

@@ -8,7 +8,8 @@ from numba import get_num_threads as _numba_threads
 from threadpoolctl import threadpool_limits
 from scipy.linalg.lapack import dgeqrf as _geqrf
 
-from . import _from_matvec, _layout
+from . import _from_kernel, _from_matvec, _layout
+from ._from_kernel import KernelInfo
 from ._from_matvec import MatvecInfo
 from ._progress import Progress
 from ._validation import (SUPPORTED_DTYPES, as_finite_array, check_dtype, check_nonnegative,
@@ -16,7 +17,7 @@ from ._validation import (SUPPORTED_DTYPES, as_finite_array, check_dtype, check_
 from .matrix import HSSMatrix
 from .tree import ClusterTree
 
-__all__ = ["from_generators", "from_dense", "from_matvec", "MatvecInfo"]
+__all__ = ["from_generators", "from_dense", "from_kernel", "from_matvec", "KernelInfo", "MatvecInfo"]
 
 
 def _check_tree(tree, name="tree"):
@@ -305,3 +306,22 @@ from_matvec.__doc__ = _from_matvec.from_matvec.__doc__.replace(
         float64, on ``tree``, with orthonormal bases. ``H.info`` is a
         :class:`MatvecInfo`: products used (``n_matvecs``, ``n_rmatvecs``), the
         error estimate and the sketch size.""")
+
+
+def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None, seed=0,
+                progress=False, n_probes=8, max_error_rows=1024):
+    H, info = _from_kernel.from_kernel(kernel, points, leaf_size=leaf_size, rtol=rtol, atol=atol,
+                                       max_rank=max_rank, seed=seed, progress=progress,
+                                       n_probes=n_probes, max_error_rows=max_error_rows)
+    return H._with_info(info)
+
+
+from_kernel.__doc__ = _from_kernel.from_kernel.__doc__.replace(
+    """    H : HSSMatrix
+        float64, on the geometric tree of the points, with orthonormal bases.
+    info : KernelInfo
+        Error estimate, kernel evaluations and timings.""",
+    """    H : HSSMatrix
+        float64, on the geometric tree of the points, with orthonormal bases.
+        ``H.info`` is a :class:`KernelInfo`: the a-posteriori error estimate,
+        kernel evaluations and timings.""")

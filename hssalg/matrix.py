@@ -109,6 +109,20 @@ class HSSMatrix:
                           max_rank=max_rank, progress=progress)
 
     @classmethod
+    def from_kernel(cls, kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None, seed=0,
+                    progress=False, n_probes=8, max_error_rows=1024):
+        """Compress a kernel matrix on a point set in near-linear time, never forming it.
+
+        Recursive skeletonisation with proxy points on the geometric tree of the
+        points; see :func:`hssalg.construct.from_kernel` for the parameters. The
+        a-posteriori error estimate is ``H.info.error_estimate``.
+        """
+        from .construct import from_kernel
+        return from_kernel(kernel, points, leaf_size=leaf_size, rtol=rtol, atol=atol,
+                           max_rank=max_rank, seed=seed, progress=progress, n_probes=n_probes,
+                           max_error_rows=max_error_rows)
+
+    @classmethod
     def from_matvec(cls, matvec, rmatvec, tree, rank=None, rtol=1e-8, seed=0, symmetric=False,
                     max_rank=None, oversampling=10, n_probes=8, max_samples=None):
         """Compress a matrix known only through products with A and A^T.
@@ -136,9 +150,10 @@ class HSSMatrix:
     def info(self):
         """How the matrix was built, for the builders that measure it, else None.
 
-        ``from_matvec`` records the number of products and an error estimate
-        (:class:`hssalg.construct.MatvecInfo`). Operations that return new matrices
-        (transpose, arithmetic) do not carry it over.
+        ``from_kernel`` records the a-posteriori error estimate, kernel evaluations
+        and timings (:class:`hssalg.construct.KernelInfo`); ``from_matvec`` the
+        number of products and an error estimate (:class:`hssalg.construct.MatvecInfo`).
+        Operations that return new matrices (transpose, arithmetic) do not carry it over.
         """
         return self._info
 

@@ -1,0 +1,420 @@
+"""Kernel evaluators (hssalg.kernels) and from_kernel against dense kernel matrices."""
+
+import numpy as np
+import pytest
+
+from hssalg import kernels
+from hssalg._from_kernel import KernelInfo, from_kernel
+from hssalg.gallery import gaussian_kernel_matrix
+from hssalg.testing import relative_error
+
+from conftest import NOJIT
+
+# interpreted kernels are ~1000x slower: small problems under NUMBA_DISABLE_JIT
+N = 160 if NOJIT else 1200
+LEAF = 16 if NOJIT else 64
+
+ALL_KERNELS = {
+    "gaussian": kernels.Gaussian(0.1, shift=1.0),
+    "exponential": kernels.Exponential(0.3),
+    "matern32": kernels.Matern(1.5, 0.3),
+    "matern52": kernels.Matern(2.5, 0.2),
+    "imq": kernels.InverseMultiquadric(0.1),
+    "laplace": kernels.Laplace(),
+}
+
+
+def _check(H, info, A, rtol, factor=10.0):
+    """True error <= factor * rtol and the estimate within `factor` of the true error.
+
+    The norm is Frobenius (relative_error). Errors of exactly-low-rank cases sit
+    at rounding level, where the estimate is compared with max(error, 1e-13).
+    """
+    err = relative_error(H, A)
+    assert err <= factor * rtol, f"relative error {err:.2e} exceeds {factor} x rtol = {factor * rtol:.1e}"
+    floor = 1e-13
+    est = info.error_estimate
+    assert max(est, floor) <= factor * max(err, floor), f"estimate {est:.2e} > {factor} x error {err:.2e}"
+    assert max(err, floor) <= factor * max(est, floor), f"estimate {est:.2e} < error {err:.2e} / {factor}"
+    return err
+
+
+# -- kernels ----------------------------------------------------------------------------
+
+def _reference(name, pts):
+    r = np.sqrt(np.sum((pts[:, None, :] - pts[None, :, :]) ** 2, axis=2))
+    d = pts.shape[1]
+    with np.errstate(divide="ignore"):
+        ref = {
+            "gaussian": np.exp(-r**2 / (2 * 0.1**2)) + np.eye(len(pts)),
+            "exponential": np.exp(-r / 0.3),
+            "matern32": (1 + np.sqrt(3) * r / 0.3) * np.exp(-np.sqrt(3) * r / 0.3),
+            "matern52": (1 + np.sqrt(5) * r / 0.2 + 5 * r**2 / (3 * 0.2**2)) * np.exp(-np.sqrt(5) * r / 0.2),
+            "imq": 1 / np.sqrt(r**2 + 0.01),
+            "laplace": {1: -r, 2: -np.log(r), 3: 1 / r}[d],
+        }[name]
+    if name == "laplace":
+        ref[r == 0] = 0.0
+    return ref
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("name", sorted(ALL_KERNELS))
+def test_kernel_matrix_matches_formula(name, d, rng):
+    pts = rng.random((40, d))
+    K = ALL_KERNELS[name].matrix(pts)
+    np.testing.assert_allclose(K, _reference(name, pts), rtol=1e-12, atol=1e-12)
+
+
+def test_block_is_a_submatrix_with_shift_on_the_diagonal_only(rng):
+    pts = rng.random((50, 2))
+    pts[7] = pts[3]                                  # a duplicate point: no shift there
+    k = kernels.Gaussian(0.2, shift=2.5)
+    A = k.matrix(pts)
+    I = np.array([3, 7, 11, 3])
+    J = np.array([7, 3, 40])
+    np.testing.assert_array_equal(k.block(pts, I, J), A[np.ix_(I, J)])
+    assert A[3, 7] == 1.0 and A[3, 3] == 3.5
+    np.testing.assert_allclose(A, gaussian_kernel_matrix(pts, 0.2, shift=2.5), rtol=1e-13, atol=1e-14)
+    # the kernel function itself has no shift (no indices)
+    np.testing.assert_allclose(k(pts[:5], pts[:5]), A[:5, :5] - 2.5 * np.eye(5), rtol=1e-14, atol=1e-15)
+    assert k.block(pts, [], J).shape == (0, 3)
+    assert k.block(pts, [-1], [49])[0, 0] == A[49, 49]
+
+
+def test_laplace_self_value_on_diagonal_and_duplicates(rng):
+    pts = rng.random((10, 3))
+    pts[4] = pts[2]
+    A = kernels.Laplace(self_value=7.0, shift=1.0).matrix(pts)
+    assert A[0, 0] == 8.0 and A[2, 4] == 7.0 and A[4, 2] == 7.0
+    assert np.all(np.isfinite(A))
+
+
+def test_kernel_parameter_errors():
+    with pytest.raises(ValueError, match="h must be a finite number > 0"):
+        kernels.Gaussian(0.0)
+    with pytest.raises(ValueError, match="h must be"):
+        kernels.Gaussian(-1.0)
+    with pytest.raises(TypeError, match="h must be a real number"):
+        kernels.Gaussian("wide")
+    with pytest.raises(ValueError, match="length must be"):
+        kernels.Exponential(np.inf)
+    with pytest.raises(ValueError, match="nu must be 1.5 or 2.5"):
+        kernels.Matern(2.0, 1.0)
+    with pytest.raises(ValueError, match="c must be"):
+        kernels.InverseMultiquadric(0.0)
+    with pytest.raises(ValueError, match="shift must be finite"):
+        kernels.Laplace(shift=np.nan)
+    with pytest.raises(TypeError, match="fn must be callable"):
+        kernels.CallableKernel(3.0)
+    with pytest.raises(TypeError, match="kernel must be"):
+        kernels.as_kernel("gaussian")
+
+
+def test_kernel_argument_errors(rng):
+    k = kernels.Gaussian(0.5)
+    pts = rng.random((10, 2))
+    with pytest.raises(ValueError, match="X has points in 2 dimensions but Y in 3"):
+        k(pts, rng.random((4, 3)))
+    with pytest.raises(IndexError, match="I has indices outside 0..9"):
+        k.block(pts, [10], [0])
+    with pytest.raises(ValueError, match="J must be a 1-D array of integer indices"):
+        k.block(pts, [0], [[0, 1]])
+    with pytest.raises(ValueError, match="1, 2 or 3 dimensions"):
+        k.matrix(rng.random((5, 4)))
+
+
+def test_callable_kernel_checks_its_blocks(rng):
+    pts = rng.random((8, 2))
+    bad_shape = kernels.CallableKernel(lambda X, Y: np.zeros((X.shape[0], 1)))
+    with pytest.raises(ValueError, match="returned a block of shape"):
+        bad_shape.matrix(pts)
+    bad_value = kernels.CallableKernel(lambda X, Y: np.full((X.shape[0], Y.shape[0]), np.nan))
+    with pytest.raises(ValueError, match="non-finite"):
+        bad_value.matrix(pts)
+
+
+# -- from_kernel: accuracy and the error estimate -----------------------------------
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("name", sorted(ALL_KERNELS))
+def test_from_kernel_every_kernel_and_dimension(name, d):
+    pts = np.random.default_rng(d).random((N, d))
+    k = ALL_KERNELS[name]
+    rtol = 1e-6
+    H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol)
+    assert isinstance(info, KernelInfo)
+    assert H.shape == (N, N) and H.dtype == np.float64
+    _check(H, info, k.matrix(pts), rtol)
+
+
+@pytest.mark.parametrize("rtol", [1e-3, 1e-9])
+def test_from_kernel_tolerances(rtol):
+    pts = np.random.default_rng(7).random((N, 2))
+    k = kernels.Matern(2.5, 0.2, shift=0.5)
+    H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol)
+    _check(H, info, k.matrix(pts), rtol)
+
+
+def test_lower_tolerance_gives_higher_ranks_and_smaller_errors():
+    pts = np.random.default_rng(3).random((N, 2))
+    k = kernels.Gaussian(0.1)
+    A = k.matrix(pts)
+    H1, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-3)
+    H2, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-8)
+    assert H1.max_rank <= H2.max_rank
+    assert relative_error(H2, A) < relative_error(H1, A)
+
+
+def test_products_in_the_callers_order(rng):
+    pts = rng.random((N, 2))
+    k = kernels.InverseMultiquadric(0.2)
+    H, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-10)
+    assert not H.tree.has_identity_perm
+    x = rng.standard_normal(N)
+    A = k.matrix(pts)
+    np.testing.assert_allclose(H @ x, A @ x, rtol=0, atol=1e-8 * np.linalg.norm(A) * np.linalg.norm(x))
+    np.testing.assert_allclose(H.diagonal(), np.diag(A), rtol=1e-14)
+
+
+def test_bases_are_orthonormal():
+    pts = np.random.default_rng(5).random((N, 2))
+    H, _ = from_kernel(kernels.Gaussian(0.1), pts, leaf_size=LEAF, rtol=1e-6)
+    g = H.generators()
+    tree = H.tree
+    for i in tree.leaves:
+        for U in (g["U"][i], g["V"][i]):
+            np.testing.assert_allclose(U.T @ U, np.eye(U.shape[1]), atol=1e-12)
+    for i in np.flatnonzero((tree.left >= 0) & (tree.parent > 0)):
+        a, b = tree.left[i], tree.right[i]
+        S = np.vstack([g["R"][a], g["R"][b]])
+        np.testing.assert_allclose(S.T @ S, np.eye(S.shape[1]), atol=1e-12)
+
+
+def test_estimate_on_a_row_subset():
+    pts = np.random.default_rng(11).random((N, 2))
+    k = kernels.Exponential(0.2, shift=1.0)
+    H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-5, max_error_rows=N // 4)
+    assert info.error_rows == N // 4
+    _check(H, info, k.matrix(pts), 1e-5)
+
+
+def test_max_rank_caps_ranks_and_the_estimate_sees_it():
+    pts = np.random.default_rng(2).random((N, 2))
+    k = kernels.Gaussian(0.05)
+    H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-10, max_rank=5)
+    assert H.max_rank <= 5
+    err = relative_error(H, k.matrix(pts))
+    assert err > 1e-6
+    assert err / 10 <= info.error_estimate <= 10 * err
+
+
+def test_kernel_evaluations_are_far_fewer_than_n_squared():
+    n = 3000 if NOJIT else 8000
+    pts = np.random.default_rng(0).random((n, 1))
+    _, info = from_kernel(kernels.Gaussian(0.05), pts, leaf_size=LEAF, rtol=1e-8, max_error_rows=10)
+    assert info.n_kernel_evaluations < 0.1 * n * n
+    assert info.n_kernel_evaluations_estimate == 10 * n
+    assert info.time_build > 0 and info.time_estimate > 0
+
+
+def test_same_seed_same_matrix():
+    pts = np.random.default_rng(4).random((N // 2, 2))
+    k = kernels.Matern(1.5, 0.3)
+    H1, i1 = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6, seed=3)
+    H2, i2 = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6, seed=3)
+    np.testing.assert_array_equal(H1.todense(), H2.todense())
+    assert i1.error_estimate == i2.error_estimate
+    assert i1.n_kernel_evaluations == i2.n_kernel_evaluations
+
+
+def test_progress_line(capsys):
+    pts = np.random.default_rng(4).random((N // 2, 2))
+    from_kernel(kernels.Gaussian(0.2), pts, leaf_size=LEAF, rtol=1e-4, progress=True)
+    assert "from_kernel" in capsys.readouterr().err
+
+
+# -- point sets that break geometric codes -------------------------------------------
+
+def _curve(n):
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.column_stack([np.cos(t), np.sin(3 * t) * 0.5])
+
+
+def _helix(n):
+    t = np.linspace(0, 6 * np.pi, n)
+    return np.column_stack([np.cos(t), np.sin(t), 0.1 * t])
+
+
+def _two_clusters(n):
+    rng = np.random.default_rng(9)
+    a = rng.random((n // 2, 2)) * 0.1
+    b = rng.random((n - n // 2, 2)) * 0.1 + 1e3
+    return np.vstack([a, b])
+
+
+def _duplicates(n):
+    rng = np.random.default_rng(10)
+    base = rng.random((n // 4, 2))
+    return rng.permutation(np.repeat(base, 4, axis=0))[:n]
+
+
+def _graded(n):
+    # density growing like 1/r towards the origin: many scales in one set
+    rng = np.random.default_rng(12)
+    r = np.exp(rng.uniform(np.log(1e-4), 0, n))
+    a = rng.uniform(0, 2 * np.pi, n)
+    return np.column_stack([r * np.cos(a), r * np.sin(a)])
+
+
+@pytest.mark.parametrize("pointset", [_curve, _helix, _two_clusters, _duplicates, _graded])
+@pytest.mark.parametrize("kernel", [kernels.Gaussian(0.1, shift=1.0), kernels.Laplace(self_value=1.0),
+                                    kernels.Matern(2.5, 0.3)],
+                         ids=["gaussian", "laplace", "matern52"])
+def test_clustered_and_nonuniform_points(pointset, kernel):
+    pts = pointset(N)
+    H, info = from_kernel(kernel, pts, leaf_size=LEAF, rtol=1e-6)
+    _check(H, info, kernel.matrix(pts), 1e-6)
+
+
+def test_all_points_equal():
+    pts = np.zeros((N // 2, 2))
+    k = kernels.Gaussian(0.1, shift=1.0)
+    H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-8)
+    assert H.max_rank <= 1
+    _check(H, info, k.matrix(pts), 1e-8)
+
+
+@pytest.mark.parametrize("n,leaf", [(1, 64), (5, 64), (37, 1), (100, 7)])
+def test_small_sizes_and_leaves(n, leaf):
+    pts = np.random.default_rng(n).random((n, 2))
+    k = kernels.Exponential(0.5, shift=0.1)
+    H, info = from_kernel(k, pts, leaf_size=leaf, rtol=1e-8)
+    _check(H, info, k.matrix(pts), 1e-8)
+
+
+def test_points_as_a_1d_array():
+    x = np.random.default_rng(1).random(N)
+    k = kernels.Laplace()
+    H, info = from_kernel(k, x, leaf_size=LEAF, rtol=1e-8)
+    _check(H, info, k.matrix(x), 1e-8)
+
+
+# -- user kernels -----------------------------------------------------------------------
+
+def _cauchy(X, Y):
+    d2 = np.sum((X[:, None, :] - Y[None, :, :]) ** 2, axis=2)
+    return 1.0 / (1.0 + 25.0 * d2)
+
+
+def _skewed(X, Y):
+    # not symmetric: k(x, y) = exp(-|x - y|^2 / 0.02) (1 + x_0 - 2 y_1)
+    d2 = np.sum((X[:, None, :] - Y[None, :, :]) ** 2, axis=2)
+    return np.exp(-d2 / 0.02) * (1.0 + X[:, 0][:, None] - 2.0 * Y[:, 1][None, :])
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_python_callable_kernel(symmetric, rng):
+    pts = rng.random((N, 2))
+    k = kernels.CallableKernel(_cauchy, symmetric=symmetric, shift=1.0)
+    H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6)
+    A = _cauchy(pts, pts) + np.eye(N)
+    _check(H, info, A, 1e-6)
+
+
+def test_plain_function_is_accepted_and_unsymmetric_kernels_work(rng):
+    pts = rng.random((N, 2))
+    H, info = from_kernel(_skewed, pts, leaf_size=LEAF, rtol=1e-6)
+    A = _skewed(pts, pts)
+    assert not np.allclose(A, A.T)
+    _check(H, info, A, 1e-6)
+    np.testing.assert_allclose(H.T.todense(), A.T, atol=1e-4 * np.abs(A).max())
+
+
+def test_numba_callable_kernel(rng):
+    from numba import njit
+
+    @njit(cache=False)
+    def imq(X, Y):
+        out = np.empty((X.shape[0], Y.shape[0]))
+        for i in range(X.shape[0]):
+            for j in range(Y.shape[0]):
+                s = 0.0
+                for c in range(X.shape[1]):
+                    s += (X[i, c] - Y[j, c]) ** 2
+                out[i, j] = 1.0 / np.sqrt(s + 0.04)
+        return out
+
+    pts = rng.random((N, 3))
+    k = kernels.CallableKernel(imq, symmetric=True)
+    H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6)
+    _check(H, info, kernels.InverseMultiquadric(0.2).matrix(pts), 1e-6)
+
+
+# -- errors -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("points,match", [
+    (np.array([[0.0, 1.0], [np.nan, 0.5]]), "non-finite"),
+    (np.array([[0.0, np.inf]]), "non-finite"),
+    (np.zeros((0, 2)), "at least one point"),
+    (np.zeros(0), "at least one point"),
+    (np.zeros((4, 4)), "1, 2 or 3 dimensions"),
+    (np.zeros((4, 0)), "1, 2 or 3 dimensions"),
+    (np.zeros((2, 2, 2)), "1-D or 2-D array"),
+])
+def test_bad_points(points, match):
+    with pytest.raises(ValueError, match=match):
+        from_kernel(kernels.Gaussian(1.0), points)
+
+
+def test_bad_arguments(rng):
+    pts = rng.random((20, 2))
+    k = kernels.Gaussian(1.0)
+    with pytest.raises(ValueError, match="rtol must lie in"):
+        from_kernel(k, pts, rtol=2.0)
+    with pytest.raises(ValueError, match="atol must be"):
+        from_kernel(k, pts, atol=-1.0)
+    with pytest.raises(ValueError, match="leaf_size must be"):
+        from_kernel(k, pts, leaf_size=0)
+    with pytest.raises(TypeError, match="max_rank must be an integer"):
+        from_kernel(k, pts, max_rank=2.5)
+    with pytest.raises(TypeError, match="kernel must be"):
+        from_kernel(np.eye(20), pts)
+    with pytest.raises(TypeError, match="points must be real"):
+        from_kernel(k, pts.astype(complex))
+
+
+def test_sparse_sign_sketch_kernel(rng):
+    from hssalg._kernels.kernels import sparse_sign_apply
+    At = rng.standard_normal((30, 4))
+    cols = rng.integers(0, 6, size=(30, 3))
+    signs = rng.choice([-1.0, 1.0], size=(30, 3))
+    S = np.zeros((30, 6))
+    for j in range(30):
+        for t in range(3):
+            S[j, cols[j, t]] += signs[j, t]
+    At0 = At.copy()
+    np.testing.assert_allclose(sparse_sign_apply(At, cols, signs, 6), S.T @ At, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(At, At0)      # pure: the input is untouched
+
+
+def test_block_matmat_kernel_is_the_block_times_omega(rng):
+    from hssalg._kernels import kernels as ck
+    X, Y = rng.random((7, 3)), rng.random((9, 3))
+    Omega = rng.standard_normal((9, 2))
+    for kind in range(8):
+        np.testing.assert_allclose(ck.block_matmat(kind, 2.0, 0.5, X, Y, Omega),
+                                   ck.block(kind, 2.0, 0.5, X, Y) @ Omega, rtol=1e-12, atol=1e-12)
+
+
+def test_public_api_returns_the_matrix_with_its_record():
+    import hssalg as hs
+    pts = np.random.default_rng(4).random((700, 2))
+    k = kernels.Gaussian(0.2, shift=1.0)
+    H = hs.HSSMatrix.from_kernel(k, pts, leaf_size=32, rtol=1e-6)
+    assert isinstance(H, hs.HSSMatrix) and isinstance(H.info, KernelInfo)
+    K = k.matrix(pts)
+    err = relative_error(H, K)
+    assert err <= 10 * 1e-6
+    assert H.info.error_estimate / 10 <= err <= 10 * H.info.error_estimate
+    assert (-H).info is None

@@ -172,6 +172,34 @@ class Kernel:
         J = _indices(J, n, "J")
         return self._block(pts, I, J)
 
+    def matmat(self, points, X):
+        """The exact product ``K @ X`` with the kernel matrix, never formed.
+
+        Entries are evaluated on the fly (O(n^2) work, O(n) extra memory): the
+        reference against which an HSS approximation is checked at sizes where
+        the dense matrix does not fit in memory.
+
+        Parameters
+        ----------
+        points : (n, d) or (n,) array_like
+        X : (n,) or (n, s) array_like
+
+        Returns
+        -------
+        Y : float64 ndarray, same shape as X
+        """
+        pts = as_points(points)
+        n = pts.shape[0]
+        Xb = np.asarray(X)
+        if Xb.ndim not in (1, 2) or Xb.shape[0] != n:
+            raise ValueError(f"X must have shape ({n},) or ({n}, s) for {n} points, got {Xb.shape}")
+        was_vector = Xb.ndim == 1
+        Xb = np.ascontiguousarray(Xb.reshape(n, -1), dtype=np.float64)
+        if not np.all(np.isfinite(Xb)):
+            raise ValueError("X contains non-finite entries (NaN or inf)")
+        Y = self._matmat_rows(pts, np.arange(n), Xb)
+        return Y[:, 0] if was_vector else Y
+
     def matrix(self, points):
         """The whole (n, n) kernel matrix, shift included: O(n^2) memory, for small n."""
         pts = as_points(points)

@@ -153,3 +153,14 @@ def test_python_m_hssalg_no_command_exits_2():
                           env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stdout.startswith("usage: hssalg")
+
+
+def test_demo_above_dense_max_uses_the_exact_on_the_fly_product(monkeypatch):
+    # at the default n = 65,536 the dense matrix (32 GiB) is never formed; same path, small n
+    monkeypatch.setattr(cli, "DENSE_MAX", 100)
+    buf = io.StringIO()
+    res = cli.demo(n=300, leaf_size=16, rtol=1e-8, repeat=1, quiet=True, out=buf)
+    assert res["baseline"] == "exact on-the-fly"
+    assert res["error1"] <= 1e-6 and res["error16"] <= 1e-6
+    text = buf.getvalue()
+    assert "not formed" in text and "vs exact on-the-fly" in text

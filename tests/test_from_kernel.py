@@ -418,3 +418,17 @@ def test_public_api_returns_the_matrix_with_its_record():
     assert err <= 10 * 1e-6
     assert H.info.error_estimate / 10 <= err <= 10 * H.info.error_estimate
     assert (-H).info is None
+
+
+@pytest.mark.parametrize("kernel", [kernels.Gaussian(0.3, shift=0.5), kernels.Laplace(self_value=1.0),
+                                    kernels.CallableKernel(lambda X, Y: np.cos(X @ Y.T))])
+def test_exact_matmat_without_forming_the_matrix(kernel):
+    pts = np.random.default_rng(2).random((300, 2))
+    X = np.random.default_rng(3).standard_normal((300, 3))
+    K = kernel.matrix(pts)
+    assert np.allclose(kernel.matmat(pts, X), K @ X, rtol=1e-12, atol=1e-12 * np.abs(K).max())
+    assert np.allclose(kernel.matmat(pts, X[:, 0]), K @ X[:, 0], rtol=1e-12, atol=1e-12 * np.abs(K).max())
+    with pytest.raises(ValueError, match=r"X must have shape \(300,\) or \(300, s\)"):
+        kernel.matmat(pts, X[:10])
+    with pytest.raises(ValueError, match="non-finite"):
+        kernel.matmat(pts, np.full(300, np.nan))

@@ -13,7 +13,7 @@ See the README and docs/ for the format, the algorithms and benchmarks.
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import arithmetic, gallery, kernels, testing
+from . import arithmetic, gallery, kernels, testing, ulv
 from .io import load, save
 from .matrix import HSSMatrix
 from .plot import plot_ranks, plot_tree
@@ -24,5 +24,5 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ClusterTree", "HSSMatrix", "arithmetic", "gallery", "kernels", "testing", "save", "load", "plot_ranks",
+__all__ = ["ClusterTree", "HSSMatrix", "arithmetic", "gallery", "kernels", "testing", "ulv", "save", "load", "plot_ranks",
            "plot_tree", "__version__"]

@@ -345,7 +345,7 @@ class HSSMatrix:
             raise ValueError(f"the left factor has {X.shape[1]} columns but the matrix has {self._tree.n} rows")
         return self._product(X.T, True, "x").T
 
-    # -- algebra (hssalg.arithmetic) ---------------------------------------------------
+    # -- algebra (hssalg.arithmetic) and solvers (hssalg.ulv) -------------------------
 
     def __add__(self, other):
         if not isinstance(other, HSSMatrix):
@@ -395,6 +395,19 @@ class HSSMatrix:
         """
         from .arithmetic import recompress
         return recompress(self, rtol=rtol, atol=atol, max_rank=max_rank)
+
+    def factorize(self, spd=False):
+        """Stored ULV factorisation, reusable for many solves, with ``logdet``.
+
+        ``spd=True`` gives the generalised Cholesky variant for symmetric positive
+        definite matrices. See :func:`hssalg.ulv.factorize`.
+        """
+        from .ulv import factorize
+        return factorize(self, spd=spd)
+
+    def solve(self, b, transpose=False, spd=False):
+        """Solve A x = b (or A^T x = b) by factorising A; keep ``factorize()`` to solve again."""
+        return self.factorize(spd=spd).solve(b, transpose=transpose)
 
     def aslinearoperator(self):
         """This matrix as a :class:`scipy.sparse.linalg.LinearOperator` (products only)."""

@@ -43,7 +43,11 @@ def workspace(dtype):
 
 
 def gemm(trans_a, trans_b, alpha, A, B, beta, C, ws):
-    """C <- alpha op(A) op(B) + beta C for C-contiguous 2-D arrays (pure numpy path).
+    """C <- alpha op(A) op(B) + beta C for 2-D arrays with contiguous rows (pure numpy path).
+
+    The row stride may exceed the row length: A, B and C may be column slices
+    of larger row-major arrays (a node's part ``X[:, start:stop]`` of a batch);
+    the compiled path hands the row strides to BLAS as leading dimensions.
 
     Parameters
     ----------
@@ -106,9 +110,10 @@ def _ol_gemm(trans_a, trans_b, alpha, A, B, beta, C, ws):
         ints[0] = N
         ints[1] = M
         ints[2] = K
-        ints[3] = B.shape[1]
-        ints[4] = A.shape[1]
-        ints[5] = N
+        # leading dimensions: the row strides (larger than the row length for column slices)
+        ints[3] = max(B.strides[0] // B.itemsize, B.shape[1], 1)
+        ints[4] = max(A.strides[0] // A.itemsize, A.shape[1], 1)
+        ints[5] = max(C.strides[0] // C.itemsize, N, 1)
         reals[0] = alpha
         reals[1] = beta
         pi = ints.ctypes.data

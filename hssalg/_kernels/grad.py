@@ -38,61 +38,10 @@ writes into an input. Cost: forward O(n (m + k) s), reverse about twice that.
 """
 
 import numpy as np
-from numba import njit, types
-from numba.core.extending import overload
+from numba import njit
 
-from .blas import SMALL_GEMM, _dgemm, _sgemm, _small_loop
+from .blas import SMALL_GEMM, gemm
 from .matvec import _rank_offsets, workspace_like
-
-
-def gemm_strided(trans_a, trans_b, alpha, A, B, beta, C, ws):
-    """C <- alpha op(A) op(B) + beta C for 2-D arrays with unit stride along rows.
-
-    Like :func:`.blas.gemm`, but A, B and C may be column slices of a larger
-    row-major array (row stride larger than the row length), which is how a
-    node's part of a batch ``X[:, start:stop]`` looks. Pure numpy path here;
-    the compiled path below calls BLAS with the leading dimensions.
-    """
-    opA = A.T if trans_a else A
-    opB = B.T if trans_b else B
-    if beta == 0.0:
-        C[...] = alpha * (opA @ opB)
-    else:
-        C[...] = alpha * (opA @ opB) + beta * C
-
-
-@overload(gemm_strided)
-def _ol_gemm_strided(trans_a, trans_b, alpha, A, B, beta, C, ws):
-    blas = _dgemm if C.dtype == types.float64 else _sgemm
-
-    def impl(trans_a, trans_b, alpha, A, B, beta, C, ws):
-        M, N = C.shape
-        K = A.shape[0] if trans_a else A.shape[1]
-        if M == 0 or N == 0:
-            return
-        if K == 0 or M * N * K <= SMALL_GEMM:
-            _small_loop(trans_a, trans_b, alpha, A, B, beta, C)
-            return
-        ints, reals, chars = ws
-        # row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T; a row-major
-        # block with row stride r is a column-major block with leading dimension r
-        chars[0] = 84 if trans_b else 78   # 'T' or 'N'
-        chars[1] = 84 if trans_a else 78
-        ints[0] = N
-        ints[1] = M
-        ints[2] = K
-        ints[3] = max(B.strides[0] // B.itemsize, B.shape[1], 1)
-        ints[4] = max(A.strides[0] // A.itemsize, A.shape[1], 1)
-        ints[5] = max(C.strides[0] // C.itemsize, C.shape[1], 1)
-        reals[0] = alpha
-        reals[1] = beta
-        pi = ints.ctypes.data
-        pr = reals.ctypes.data
-        pc = chars.ctypes.data
-        step = reals.itemsize
-        blas(pc, pc + 1, pi, pi + 4, pi + 8, pr, B.ctypes.data, pi + 12,
-             A.ctypes.data, pi + 16, pr + step, C.ctypes.data, pi + 20)
-    return impl
 
 
 @njit(cache=True)
@@ -109,13 +58,13 @@ def _gemm_nt(alpha, A, B, beta, C, ws, scratch):
     """
     N, K = B.shape
     if N * K * C.shape[0] <= SMALL_GEMM:
-        gemm_strided(False, True, alpha, A, B, beta, C, ws)
+        gemm(False, True, alpha, A, B, beta, C, ws)
         return
     T = scratch[:N * K].reshape(K, N)
     for i in range(N):
         for j in range(K):
             T[j, i] = B[i, j]
-    gemm_strided(False, False, alpha, A, T, beta, C, ws)
+    gemm(False, False, alpha, A, T, beta, C, ws)
 
 
 @njit(cache=True)
@@ -124,7 +73,7 @@ def _gemm_op(trans, alpha, A, B, beta, C, ws, scratch):
     if trans:
         _gemm_nt(alpha, A, B, beta, C, ws, scratch)
     else:
-        gemm_strided(False, False, alpha, A, B, beta, C, ws)
+        gemm(False, False, alpha, A, B, beta, C, ws)
 
 
 @njit(cache=True)
@@ -175,7 +124,7 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
     for node in range(n_nodes):
         if left[node] < 0:
             m = stop[node] - start[node]
-            gemm_strided(False, False, 1.0, X[:, start[node]:stop[node]],
+            gemm(False, False, 1.0, X[:, start[node]:stop[node]],
                          _block(basis_in, basis_in_off, node, m, k_in[node]), 0.0,
                          xt[xo[node]:xo[node + 1]].reshape(s, k_in[node]), ws)
     for lvl in range(level_ptr.shape[0] - 2, 0, -1):
@@ -186,9 +135,9 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
             b = right[node]
             k = k_in[node]
             xn = xt[xo[node]:xo[node + 1]].reshape(s, k)
-            gemm_strided(False, False, 1.0, xt[xo[a]:xo[a + 1]].reshape(s, k_in[a]),
+            gemm(False, False, 1.0, xt[xo[a]:xo[a + 1]].reshape(s, k_in[a]),
                          _block(transfer_in, transfer_in_off, a, k_in[a], k), 0.0, xn, ws)
-            gemm_strided(False, False, 1.0, xt[xo[b]:xo[b + 1]].reshape(s, k_in[b]),
+            gemm(False, False, 1.0, xt[xo[b]:xo[b + 1]].reshape(s, k_in[b]),
                          _block(transfer_in, transfer_in_off, b, k_in[b], k), 1.0, xn, ws)
     for lvl in range(level_ptr.shape[0] - 1):
         for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
@@ -206,14 +155,14 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
             else:
                 Cab = _block(C_ab, C_ab_off, node, k_out[a], k_in[b])
                 Cba = _block(C_ba, C_ba_off, node, k_out[b], k_in[a])
-            gemm_strided(False, not trans_B, 1.0, xb, Cab, 0.0, ya, ws)
-            gemm_strided(False, not trans_B, 1.0, xa, Cba, 0.0, yb, ws)
+            gemm(False, not trans_B, 1.0, xb, Cab, 0.0, ya, ws)
+            gemm(False, not trans_B, 1.0, xa, Cba, 0.0, yb, ws)
             k = k_out[node]
             if k > 0:
                 yn = yt[yo[node]:yo[node + 1]].reshape(s, k)
-                gemm_strided(False, True, 1.0, yn, _block(transfer_out, transfer_out_off, a, k_out[a], k),
+                gemm(False, True, 1.0, yn, _block(transfer_out, transfer_out_off, a, k_out[a], k),
                              1.0, ya, ws)
-                gemm_strided(False, True, 1.0, yn, _block(transfer_out, transfer_out_off, b, k_out[b], k),
+                gemm(False, True, 1.0, yn, _block(transfer_out, transfer_out_off, b, k_out[b], k),
                              1.0, yb, ws)
     for node in range(n_nodes):
         if left[node] < 0:
@@ -273,7 +222,7 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
     for node in range(n_nodes):
         if left[node] < 0:
             m = stop[node] - start[node]
-            gemm_strided(False, False, 1.0, G[:, start[node]:stop[node]],
+            gemm(False, False, 1.0, G[:, start[node]:stop[node]],
                          _block(basis_out, basis_out_off, node, m, k_out[node]), 0.0,
                          gt[yo[node]:yo[node + 1]].reshape(s, k_out[node]), ws)
     for lvl in range(level_ptr.shape[0] - 2, 0, -1):
@@ -289,11 +238,11 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             gb = gt[yo[b]:yo[b + 1]].reshape(s, k_out[b])
             Ra = _block(transfer_out, transfer_out_off, a, k_out[a], k)
             Rb = _block(transfer_out, transfer_out_off, b, k_out[b], k)
-            gemm_strided(False, False, 1.0, ga, Ra, 0.0, gn, ws)
-            gemm_strided(False, False, 1.0, gb, Rb, 1.0, gn, ws)
-            gemm_strided(True, False, 1.0, ga, yn, 0.0,
+            gemm(False, False, 1.0, ga, Ra, 0.0, gn, ws)
+            gemm(False, False, 1.0, gb, Rb, 1.0, gn, ws)
+            gemm(True, False, 1.0, ga, yn, 0.0,
                          _block(d_transfer_out, transfer_out_off, a, k_out[a], k), ws)
-            gemm_strided(True, False, 1.0, gb, yn, 0.0,
+            gemm(True, False, 1.0, gb, yn, 0.0,
                          _block(d_transfer_out, transfer_out_off, b, k_out[b], k), ws)
     # couplings and downsweep of the cotangent through the column side
     for lvl in range(level_ptr.shape[0] - 1):
@@ -311,29 +260,29 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             if trans_B:
                 Cab = _block(C_ab, C_ab_off, node, k_in[b], k_out[a])
                 Cba = _block(C_ba, C_ba_off, node, k_in[a], k_out[b])
-                gemm_strided(True, False, 1.0, xb, ga, 0.0,
+                gemm(True, False, 1.0, xb, ga, 0.0,
                              _block(d_C_ab, C_ab_off, node, k_in[b], k_out[a]), ws)
-                gemm_strided(True, False, 1.0, xa, gb, 0.0,
+                gemm(True, False, 1.0, xa, gb, 0.0,
                              _block(d_C_ba, C_ba_off, node, k_in[a], k_out[b]), ws)
             else:
                 Cab = _block(C_ab, C_ab_off, node, k_out[a], k_in[b])
                 Cba = _block(C_ba, C_ba_off, node, k_out[b], k_in[a])
-                gemm_strided(True, False, 1.0, ga, xb, 0.0,
+                gemm(True, False, 1.0, ga, xb, 0.0,
                              _block(d_C_ab, C_ab_off, node, k_out[a], k_in[b]), ws)
-                gemm_strided(True, False, 1.0, gb, xa, 0.0,
+                gemm(True, False, 1.0, gb, xa, 0.0,
                              _block(d_C_ba, C_ba_off, node, k_out[b], k_in[a]), ws)
-            gemm_strided(False, trans_B, 1.0, ga, Cab, 0.0, zb, ws)
-            gemm_strided(False, trans_B, 1.0, gb, Cba, 0.0, za, ws)
+            gemm(False, trans_B, 1.0, ga, Cab, 0.0, zb, ws)
+            gemm(False, trans_B, 1.0, gb, Cba, 0.0, za, ws)
             k = k_in[node]
             if k > 0:
                 zn = zt[xo[node]:xo[node + 1]].reshape(s, k)
                 Wa = _block(transfer_in, transfer_in_off, a, k_in[a], k)
                 Wb = _block(transfer_in, transfer_in_off, b, k_in[b], k)
-                gemm_strided(False, True, 1.0, zn, Wa, 1.0, za, ws)
-                gemm_strided(False, True, 1.0, zn, Wb, 1.0, zb, ws)
-                gemm_strided(True, False, 1.0, xa, zn, 0.0,
+                gemm(False, True, 1.0, zn, Wa, 1.0, za, ws)
+                gemm(False, True, 1.0, zn, Wb, 1.0, zb, ws)
+                gemm(True, False, 1.0, xa, zn, 0.0,
                              _block(d_transfer_in, transfer_in_off, a, k_in[a], k), ws)
-                gemm_strided(True, False, 1.0, xb, zn, 0.0,
+                gemm(True, False, 1.0, xb, zn, 0.0,
                              _block(d_transfer_in, transfer_in_off, b, k_in[b], k), ws)
     # leaves: the transposed product and the outer products of the leaf generators
     for node in range(n_nodes):
@@ -347,16 +296,16 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             Dl = _block(D, D_off, node, m, m)
             _gemm_op(trans_D, 1.0, Gl, Dl, 0.0, dXl, ws, scratch)
             if trans_D:
-                gemm_strided(True, False, 1.0, Xl, Gl, 0.0, _block(dD, D_off, node, m, m), ws)
+                gemm(True, False, 1.0, Xl, Gl, 0.0, _block(dD, D_off, node, m, m), ws)
             else:
-                gemm_strided(True, False, 1.0, Gl, Xl, 0.0, _block(dD, D_off, node, m, m), ws)
+                gemm(True, False, 1.0, Gl, Xl, 0.0, _block(dD, D_off, node, m, m), ws)
             ki = k_in[node]
             if ki > 0:
                 zl = zt[xo[node]:xo[node + 1]].reshape(s, ki)
                 _gemm_nt(1.0, zl, _block(basis_in, basis_in_off, node, m, ki), 1.0, dXl, ws, scratch)
-                gemm_strided(True, False, 1.0, Xl, zl, 0.0, _block(d_basis_in, basis_in_off, node, m, ki), ws)
+                gemm(True, False, 1.0, Xl, zl, 0.0, _block(d_basis_in, basis_in_off, node, m, ki), ws)
             ko = k_out[node]
             if ko > 0:
-                gemm_strided(True, False, 1.0, Gl, yt[yo[node]:yo[node + 1]].reshape(s, ko), 0.0,
+                gemm(True, False, 1.0, Gl, yt[yo[node]:yo[node + 1]].reshape(s, ko), 0.0,
                              _block(d_basis_out, basis_out_off, node, m, ko), ws)
     return dX, d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD

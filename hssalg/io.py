@@ -25,12 +25,11 @@ and recomputing them on load is what checks that the buffers fit the layout.
 
 import hashlib
 import os
-import zipfile
-import zlib
 
 import numpy as np
 
 from . import _layout
+from ._npz import read_arrays
 from ._validation import SUPPORTED_DTYPES
 from .matrix import HSSMatrix
 from .tree import ClusterTree
@@ -106,7 +105,7 @@ def load(path):
     recompute it; it is a checksum, not a signature against a deliberate forger.
     """
     path = os.fspath(path)
-    arrays = _read_arrays(path)
+    arrays = read_arrays(path, lambda what: _error(path, what), "an hssalg file")
     tag = arrays.get("format")
     if tag is None or tag.shape != () or tag.dtype.kind != "U" or str(tag) != FORMAT_TAG:
         raise _error(path, f"not an hssalg file (no format tag {FORMAT_TAG!r}; "
@@ -162,26 +161,6 @@ def _digest(arrays):
 
 def _error(path, what):
     return ValueError(f"cannot load an HSS matrix from {path!r}: {what}")
-
-
-def _read_arrays(path):
-    """Every array of the archive, read eagerly (so a bad member fails here)."""
-    # zip members are read lazily; a truncated or damaged member only fails on access.
-    # NotImplementedError is zipfile's answer to a damaged compression-method field.
-    bad_file = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, NotImplementedError)
-    try:
-        content = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except bad_file as exc:
-        raise _error(path, f"not a readable .npz archive, truncated or corrupt ({exc})") from exc
-    if isinstance(content, np.ndarray):
-        raise _error(path, "not an hssalg file (a single .npy array, not an .npz archive)")
-    try:
-        with content:
-            return {key: content[key] for key in content.files}
-    except bad_file as exc:
-        raise _error(path, f"not a readable .npz archive, truncated or corrupt ({exc})") from exc
 
 
 def _build(path, arrays):

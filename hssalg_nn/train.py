@@ -21,14 +21,13 @@ import json
 import numbers
 import os
 import time
-import zipfile
-import zlib
 
 import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
 from autograd.extend import defvjp, primitive
 
+from hssalg._npz import read_arrays
 from hssalg._progress import Progress
 
 from .optim import adam_init, adam_step, lbfgs, tree_map
@@ -253,20 +252,7 @@ def load_checkpoint(path):
         format version, or content that does not match its SHA-256 digest.
     """
     path = os.fspath(path)
-    bad_file = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, NotImplementedError)
-    try:
-        content = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except bad_file as exc:
-        raise _ckpt_error(path, f"not a readable .npz archive, truncated or corrupt ({exc})") from exc
-    if isinstance(content, np.ndarray):
-        raise _ckpt_error(path, "a single .npy array, not a checkpoint archive")
-    try:
-        with content:
-            arrays = {key: content[key] for key in content.files}
-    except bad_file as exc:
-        raise _ckpt_error(path, f"not a readable .npz archive, truncated or corrupt ({exc})") from exc
+    arrays = read_arrays(path, lambda what: _ckpt_error(path, what), "an hssalg_nn checkpoint")
     tag = arrays.get("format")
     if tag is None or tag.shape != () or tag.dtype.kind != "U" or str(tag) != FORMAT_TAG:
         raise _ckpt_error(path, f"not an hssalg_nn checkpoint (no format tag {FORMAT_TAG!r}; "

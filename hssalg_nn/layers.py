@@ -417,8 +417,11 @@ class HSSLinear:
 # -- the model ------------------------------------------------------------------------
 
 def _gelu(x):
-    # tanh approximation (Hendrycks & Gimpel)
-    return 0.5 * x * (1.0 + anp.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+    # tanh approximation (Hendrycks & Gimpel). The argument is clipped at +-20, where tanh is
+    # +-1 to double precision: autograd differentiates tanh through cosh(u)**2, which
+    # overflows (with a warning) for |u| > ~355 although the derivative is simply 0 there.
+    u = anp.clip(0.7978845608028654 * (x + 0.044715 * x * x * x), -20.0, 20.0)
+    return 0.5 * x * (1.0 + anp.tanh(u))
 
 
 ACTIVATIONS = {

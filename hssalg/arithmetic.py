@@ -468,10 +468,10 @@ def _orthonormalise(tree, g):
                 g["V"][i], SV[i] = _qr(g["V"][i])
                 continue
             # ... and into the stacked transfers, whose QR gives the node's factor
-            ra, rb = SU[a].shape[0], SU[b].shape[0]
+            ra = SU[a].shape[0]
             Q, SU[i] = _qr(np.vstack([SU[a] @ g["R"][a], SU[b] @ g["R"][b]]))
             g["R"][a], g["R"][b] = Q[:ra], Q[ra:]
-            ra, rb = SV[a].shape[0], SV[b].shape[0]
+            ra = SV[a].shape[0]
             Q, SV[i] = _qr(np.vstack([SV[a] @ g["W"][a], SV[b] @ g["W"][b]]))
             g["W"][a], g["W"][b] = Q[:ra], Q[ra:]
     return SU, SV

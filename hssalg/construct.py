@@ -12,8 +12,8 @@ from . import _from_kernel, _from_matvec, _layout
 from ._from_kernel import KernelInfo
 from ._from_matvec import MatvecInfo
 from ._progress import Progress
-from ._validation import (SUPPORTED_DTYPES, as_finite_array, check_dtype, check_nonnegative,
-                          check_optional_rank, check_tolerance)
+from ._validation import (as_finite_array, check_dtype, check_nonnegative, check_optional_rank,
+                          check_tolerance)
 from .matrix import HSSMatrix
 from .tree import ClusterTree
 

@@ -11,8 +11,7 @@ import numpy as np
 
 from . import _layout
 from ._kernels import matvec as _matvec
-from ._validation import as_block, as_finite_array, check_dtype
-from .tree import ClusterTree
+from ._validation import as_block
 
 __all__ = ["HSSMatrix"]
 

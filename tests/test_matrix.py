@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import hssalg as hs
-from strategies import EPS32, EPS64, dense_from_generators, hss_matrices, trees
+from strategies import EPS32, EPS64, dense_from_generators, hss_matrices
 
 
 def product_tol(H, X, eps):

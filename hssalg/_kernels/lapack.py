@@ -54,7 +54,6 @@ def lq_rows(A, r, Vt, tP, ws):
     (implicit 1 at position i, factor tP[i]), A[r:] holds (A P^T)[r:] and Vt
     (m x kv) holds P Vt. Plain loops (the NUMBA_DISABLE_JIT path).
     """
-    m = A.shape[0]
     for i in range(r):
         tail = A[i, i + 1:]
         tau, beta, scale = _house(A[i, i], float(tail @ tail))

@@ -340,7 +340,6 @@ def solve(tree, kU, kV, mt, r, c, off, qv, tq, lp, tp, cc, uh, v1,
     """
     parent, left, right, start, stop, level_ptr = tree
     s = X.shape[1]
-    n_nodes = parent.shape[0]
     c_off = _rank_offsets(c, s)
     r_off = _rank_offsets(r, s)
     k_off = _rank_offsets(kV, s)

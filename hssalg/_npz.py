@@ -15,8 +15,8 @@ import numpy as np
 _BAD_FILE = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, NotImplementedError)
 
 
-def read_arrays(path, error, kind):
-    """Every array of the archive at ``path``, as a dict.
+def read_arrays(path, error, kind, tag, version):
+    """Every array of a tagged archive at ``path``, as a dict, its tag and version checked.
 
     Parameters
     ----------
@@ -40,6 +40,15 @@ def read_arrays(path, error, kind):
         raise error(f"not {kind} (a single .npy array, not an .npz archive)")
     try:
         with content:
-            return {key: content[key] for key in content.files}
+            arrays = {key: content[key] for key in content.files}
     except _BAD_FILE as exc:
         raise error(f"not a readable .npz archive, truncated or corrupt ({exc})") from exc
+    found = arrays.get("format")
+    if found is None or found.shape != () or found.dtype.kind != "U" or str(found) != tag:
+        raise error(f"not {kind} (no format tag {tag!r}; it holds arrays {sorted(arrays)[:8]})")
+    found = arrays.get("version")
+    if found is None or found.shape != () or found.dtype.kind not in "iu":
+        raise error("the format version is missing or not an integer")
+    if int(found) != version:
+        raise error(f"format version {int(found)}, but this version of the library reads version {version}")
+    return arrays

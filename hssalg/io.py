@@ -105,16 +105,8 @@ def load(path):
     recompute it; it is a checksum, not a signature against a deliberate forger.
     """
     path = os.fspath(path)
-    arrays = read_arrays(path, lambda what: _error(path, what), "an hssalg file")
-    tag = arrays.get("format")
-    if tag is None or tag.shape != () or tag.dtype.kind != "U" or str(tag) != FORMAT_TAG:
-        raise _error(path, f"not an hssalg file (no format tag {FORMAT_TAG!r}; "
-                           f"it holds arrays {sorted(arrays)})")
-    version = arrays.get("version")
-    if version is None or version.shape != () or version.dtype.kind not in "iu":
-        raise _error(path, "the format version is missing or not an integer")
-    if int(version) != FORMAT_VERSION:
-        raise _error(path, f"format version {int(version)}, but this hssalg reads version {FORMAT_VERSION}")
+    arrays = read_arrays(path, lambda what: _error(path, what), "an hssalg file",
+                         FORMAT_TAG, FORMAT_VERSION)
     missing = [k for k in _KEYS if k not in arrays]
     if missing:
         raise _error(path, f"missing arrays {missing}")

@@ -252,16 +252,8 @@ def load_checkpoint(path):
         format version, or content that does not match its SHA-256 digest.
     """
     path = os.fspath(path)
-    arrays = read_arrays(path, lambda what: _ckpt_error(path, what), "an hssalg_nn checkpoint")
-    tag = arrays.get("format")
-    if tag is None or tag.shape != () or tag.dtype.kind != "U" or str(tag) != FORMAT_TAG:
-        raise _ckpt_error(path, f"not an hssalg_nn checkpoint (no format tag {FORMAT_TAG!r}; "
-                                f"it holds arrays {sorted(arrays)[:8]})")
-    version = arrays.get("version")
-    if version is None or version.shape != () or version.dtype.kind not in "iu":
-        raise _ckpt_error(path, "the format version is missing or not an integer")
-    if int(version) != FORMAT_VERSION:
-        raise _ckpt_error(path, f"format version {int(version)}, this hssalg_nn reads {FORMAT_VERSION}")
+    arrays = read_arrays(path, lambda what: _ckpt_error(path, what), "an hssalg_nn checkpoint",
+                         FORMAT_TAG, FORMAT_VERSION)
     for key in ("skeleton", "sha256"):
         if key not in arrays or arrays[key].shape != () or arrays[key].dtype.kind != "U":
             raise _ckpt_error(path, f"the {key!r} entry is missing or malformed")

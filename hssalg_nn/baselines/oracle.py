@@ -1,0 +1,151 @@
+"""The HSS oracle: the true discrete solution operator of a linear PDE, compressed to HSS form.
+
+For a linear problem the solution operator S (u = S f) is known through its
+solver. Compressing S at a given HSS rank (black-box, from products with S and
+S^T: :meth:`hssalg.HSSMatrix.from_matvec`) gives the best-achievable error of
+an HSS model of that rank on that tree -- up to the near-optimality of the
+compression -- without any training data. Wrapped as a model, its test error
+is measured exactly like that of the trained models.
+"""
+
+import numpy as onp
+
+from hssalg._validation import check_positive_int, check_tolerance
+from hssalg.matrix import HSSMatrix
+from hssalg.tree import ClusterTree
+
+from ._nn import Count, check_batch
+
+__all__ = ["HSSOracle", "hss_oracle"]
+
+
+class HSSOracle:
+    """A fixed HSS matrix with the model protocol (nothing to train).
+
+    Parameters
+    ----------
+    H : hssalg.HSSMatrix
+        The operator; inputs and outputs in its caller (original) order.
+
+    Notes
+    -----
+    ``init()`` returns ``{}`` and ``apply(params, X)`` ignores ``params``:
+    ``Y = X H^T``, i.e. row i of Y is ``H x_i``. It is evaluated with plain
+    numpy, so it cannot be differentiated (there is nothing to train).
+    ``n_params`` is the number of stored generator entries, the size of the
+    equivalent trained HSS model.
+    """
+
+    def __init__(self, H):
+        if not isinstance(H, HSSMatrix):
+            raise TypeError(f"H must be a hssalg.HSSMatrix, got {type(H).__name__}")
+        self.H = H
+
+    @property
+    def n(self):
+        return self.H.shape[1]
+
+    @property
+    def tree(self):
+        return self.H.tree
+
+    @property
+    def n_params(self):
+        """Stored generator entries of H (an int; ``n_params(params)`` counts a pytree)."""
+        return Count(self.H.nbytes // self.H.dtype.itemsize)
+
+    def __repr__(self):
+        return f"HSSOracle(n={self.n}, max_rank={self.H.max_rank}, n_params={int(self.n_params)})"
+
+    def init(self, seed=0):
+        """No parameters: ``{}``."""
+        return {}
+
+    def apply(self, params, X):
+        """``X H^T``: the oracle's prediction for a batch.
+
+        Parameters
+        ----------
+        params : ignored (``{}``)
+        X : (batch, n) array_like, rows are samples in the caller's order
+
+        Returns
+        -------
+        Y : (batch, n) ndarray
+        """
+        check_batch(X, self.n)
+        return onp.asarray(self.H.matvec(onp.asarray(X, dtype=onp.float64).T)).T
+
+    __call__ = apply
+
+
+def hss_oracle(solve, tree, rank=None, rtol=None, solve_adjoint=None, symmetric=False, seed=0):
+    """Compress the solution operator of a linear problem into an HSS matrix.
+
+    Parameters
+    ----------
+    solve : callable
+        ``solve(F) -> U``: the exact discrete solutions U (N, n) of a batch of
+        right-hand sides F (N, n), rows are samples in the natural order of
+        the unknowns (the order of ``tree``'s original indices).
+    tree : hssalg.ClusterTree
+        Tree on the n unknowns (e.g. ``ClusterTree.from_points(points)``);
+        its permutation is applied inside the compression, the oracle takes
+        and returns the natural order.
+    rank : int >= 0, optional
+        Fixed HSS rank (one sketch, ``max(m, 2 rank) + rank + 10`` solves for
+        leaf size m). With ``rtol`` as well, the tolerance mode with every node
+        rank capped at ``rank``.
+    rtol : float in (0, 1], optional
+        Target relative Frobenius error of the compression (tolerance mode,
+        adaptive sketch). Default 1e-8 when ``rank`` is None too.
+    solve_adjoint : callable, optional
+        ``solve_adjoint(G)``: solutions of the adjoint problem, the same
+        conventions (rows of G are right-hand sides): products with S^T.
+        Required unless ``symmetric``.
+    symmetric : bool
+        The operator is symmetric (self-adjoint PDE with a symmetric
+        discretisation, e.g. Poisson with the 5-point stencil): only ``solve``
+        is called, half the solves, and the result is exactly symmetric.
+    seed : int
+        Seed of the random sketch.
+
+    Returns
+    -------
+    HSSOracle
+        With ``.H`` the HSSMatrix (``H.info`` records the number of solves and
+        an a-posteriori error estimate).
+
+    Notes
+    -----
+    Cost: one call of ``solve`` per sketch round with O(max(m, 2k) + k) right-hand
+    sides, plus the O(n s^2) compression; S is never formed.
+    """
+    if not callable(solve):
+        raise TypeError(f"solve must be a callable solve(F) -> U, got {type(solve).__name__}")
+    if not isinstance(tree, ClusterTree):
+        raise TypeError(f"tree must be a hssalg.ClusterTree, got {type(tree).__name__}")
+    symmetric = bool(symmetric)
+    if solve_adjoint is None and not symmetric:
+        raise ValueError("hss_oracle needs solve_adjoint (solutions of the adjoint problem) unless "
+                         "symmetric=True")
+    if solve_adjoint is not None and not callable(solve_adjoint):
+        raise TypeError(f"solve_adjoint must be a callable or None, got {type(solve_adjoint).__name__}")
+    if rank is not None:
+        rank = check_positive_int(rank, "rank", minimum=0)
+    if rtol is not None:
+        rtol = check_tolerance(rtol, "rtol", allow_zero=False)
+
+    def matvec(F):             # (n, s) columns -> S @ F: the solver works on rows
+        return onp.asarray(solve(onp.ascontiguousarray(F.T))).T
+
+    def rmatvec(G):            # S^T @ G through the adjoint solver
+        return onp.asarray(solve_adjoint(onp.ascontiguousarray(G.T))).T
+
+    if rtol is None and rank is not None:
+        H = HSSMatrix.from_matvec(matvec, None if symmetric else rmatvec, tree, rank=rank, seed=seed,
+                                  symmetric=symmetric)
+    else:
+        H = HSSMatrix.from_matvec(matvec, None if symmetric else rmatvec, tree, rtol=1e-8 if rtol is None else rtol, seed=seed,
+                                  symmetric=symmetric, max_rank=rank)
+    return HSSOracle(H)

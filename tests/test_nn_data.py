@@ -561,10 +561,32 @@ def test_diffusion_operator_depends_on_coef_seed_not_on_seed():
     assert rel(c.solve(f), a.solve(f)) > 1e-3
 
 
-def test_zero_samples_is_an_operator_only_dataset():
-    ds = make_dataset("poisson", dim=1, grid=5, n_samples=0)
-    assert ds.X.shape == (0, 5) and ds.Y.shape == (0, 5)
-    assert ds.solve(np.ones(5)).shape == (5,)
+@pytest.mark.parametrize("pde", PDES)
+def test_zero_samples_is_an_operator_only_dataset(pde):
+    ds = make_dataset(pde, dim=2, grid=5, n_samples=0)
+    assert ds.X.shape == (0, ds.n) and ds.Y.shape == (0, ds.n) and ds.n_samples == 0
+    assert ds.solve(np.ones(ds.n)).shape == (ds.n,)
+    assert ds.residual(ds.Y, ds.X).shape == (0,)
+
+
+def test_transforms_in_sample_chunks_equal_one_block(monkeypatch):
+    # large grids are processed a few samples at a time; the result must not change
+    import hssalg_nn.data.grids as grids_module
+    whole = make_dataset("poisson", dim=2, grid=6, n_samples=5, seed=2)
+    monkeypatch.setattr(grids_module, "_CHUNK_ENTRIES", 2 * 36)
+    chunked = make_dataset("poisson", dim=2, grid=6, n_samples=5, seed=2)
+    np.testing.assert_array_equal(chunked.X, whole.X)
+    np.testing.assert_allclose(chunked.Y, whole.Y, rtol=1e-14, atol=1e-15)
+
+
+def test_residual_in_row_chunks_equals_one_block(monkeypatch):
+    import hssalg_nn.data.dataset as dataset_module
+    ds = make_dataset("heat", dim=2, grid=5, n_samples=7, seed=0)
+    U = ds.Y + 1e-3 * ds.X                   # a wrong solution: residuals differ per row
+    whole = ds.residual(U, ds.X)
+    monkeypatch.setattr(dataset_module, "_RESIDUAL_CHUNK", 2 * ds.n)
+    np.testing.assert_array_equal(ds.residual(U, ds.X), whole)
+    assert np.all(whole > 1e-6)
 
 
 # ---- errors ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.fft
 
 from ._checks import check_int, check_real
-from .grids import _CHUNK_ENTRIES
+from . import grids
 
 __all__ = ["grf", "rng_for"]
 
@@ -87,7 +87,7 @@ def grf(dim, grid, n_samples, seed, alpha=2.0, tau=3.0, mean=0.0):
 
     n = grid**dim
     X = np.empty((n_samples, n))
-    step = max(1, _CHUNK_ENTRIES // n)
+    step = max(1, grids._CHUNK_ENTRIES // n)
     axes = tuple(range(1, dim + 1))
     for s in range(0, n_samples, step):
         m = min(step, n_samples - s)

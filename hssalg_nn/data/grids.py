@@ -124,7 +124,7 @@ def neg_laplacian_stencil(U, shape, h):
         lo[a] = slice(0, -2)
         hi[a] = slice(2, None)
         out = out - pad[tuple(lo)] - pad[tuple(hi)]
-    return (out / h**2).reshape(N, -1)
+    return (out / h**2).reshape(N, U.shape[1])
 
 
 def kron_sum(ops):

@@ -160,7 +160,7 @@ class _Vorticity(_ImexProblem):
         N = W.shape[0]
         shape = (N,) + self.grid_shape
         psi = self.streamfunction(W).reshape(shape)
-        return arakawa_jacobian(psi, W.reshape(shape), self.h).reshape(N, -1)
+        return arakawa_jacobian(psi, W.reshape(shape), self.h).reshape(N, W.shape[1])
 
     def _step_rhs(self, W):
         # classical RK4 for the inviscid advection over dt (Lie splitting with the

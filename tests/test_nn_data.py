@@ -301,6 +301,36 @@ def test_lshape_discrete_eigenvector():
     np.testing.assert_allclose(ds.solve(f), f / mu, atol=1e-14 * np.max(np.abs(f)))
 
 
+def test_diffusion_coefficient_is_positive_with_the_documented_log_rms():
+    # midpoint quadrature of (log a)^2 over the unit square: the mean square of the
+    # cosine series is exact up to O(h^2) at 200^2 points
+    t = (np.arange(200) + 0.5) / 200
+    pts = np.stack([c.ravel() for c in np.meshgrid(t, t, indexing="ij")], axis=1)
+    a = diffusion_coefficient(pts, coef_seed=3, contrast=0.7)
+    assert np.all(a > 0)
+    assert abs(np.sqrt(np.mean(np.log(a) ** 2)) - 0.7) < 0.01
+    np.testing.assert_array_equal(diffusion_coefficient(pts[:5], 3, contrast=0.0), 1.0)
+
+
+def test_diffusion_rejects_a_nonpositive_coefficient():
+    with pytest.raises(ValueError, match="positive"):
+        make_dataset("diffusion", dim=1, grid=4, coefficient=lambda p: p[:, 0] - 0.5)
+
+
+def test_helmholtz_default_is_well_posed_on_the_coarsest_grids():
+    for dim in (1, 2, 3):
+        ds = make_dataset("helmholtz", dim=dim, grid=2, n_samples=2, seed=0)
+        assert ds.options["kappa"] ** 2 < dim * np.pi**2
+        assert np.all(ds.residual(ds.Y, ds.X) < RES_TOL)
+
+
+def test_mixed_inputs_do_not_vanish_on_the_neumann_faces():
+    ds = make_dataset("poisson_mixed", dim=1, grid=16, n_samples=400, seed=0)
+    rms = np.sqrt(np.mean(ds.X**2, axis=0))
+    assert rms[-1] > 0.5 * rms.max()         # x = 1 is free, unlike a sine-series field
+    assert rms[0] < 0.5 * rms.max()          # x = h is next to the Dirichlet face
+
+
 def test_diffusion_with_unit_coefficient_equals_poisson():
     # two different solvers (sparse LU against the sine transform) on the same equation
     d1 = make_dataset("diffusion", dim=2, grid=9, n_samples=3, seed=6, coef_contrast=0.0)

@@ -217,10 +217,10 @@ def make_dataset(pde, dim=2, grid=64, n_samples=100, seed=0, **options):
         Inputs: ``alpha`` (2.0), ``tau`` (3.0), ``mean`` (0.0) of the Gaussian
         random fields (see :func:`grf`). Per pde: ``rhs_scale`` (poisson,
         poisson_mixed, poisson_lshape, diffusion, helmholtz), ``kappa``
-        (helmholtz), ``dt`` (heat, reaction_diffusion, vorticity),
+        (helmholtz), ``dt`` (heat, reaction_diffusion),
         ``coef_seed``, ``coef_contrast``, ``coef_modes``, ``coefficient``
         (diffusion), ``D``, ``rho``, ``n_steps``, ``input_gain``
-        (reaction_diffusion), ``nu``, ``n_steps`` (vorticity). See each
+        (reaction_diffusion), ``nu``, ``t_final``, ``n_steps`` (vorticity). See each
         generator's docstring for the discretisation and the defaults.
 
     Returns

@@ -85,22 +85,36 @@ def mixed_second_difference_1d(grid):
     return T.tocsr()
 
 
+class _MixedProblem(SparseProblem):
+    """Mixed problem: inputs restricted from a doubled box, so they are free on x_a = 1."""
+
+    def inputs(self, n_samples, seed):
+        o, g, d = self.options, self.grid, self.dim
+        # nodes (j+1)/g of [0, 2]^d are the doubled box's interior grid of 2g-1 points;
+        # on [0, 2] the covariance (-Delta + tau^2)^-alpha is that of the unit box with 2 tau
+        big = grf(d, 2 * g - 1, n_samples, seed, alpha=o["alpha"], tau=2 * o["tau"],
+                  mean=o["mean"])
+        big = big.reshape((n_samples,) + (2 * g - 1,) * d)
+        return big[(slice(None),) + (slice(0, g),) * d].reshape(n_samples, g**d)
+
+
 def poisson_mixed(dim, grid, options):
     """``-Delta u = c f``; u = 0 on the faces ``x_a = 0``, du/dn = 0 on the faces ``x_a = 1``.
 
     Unknowns: ``x_j = (j + 1) / grid`` per axis (h = 1/grid), so the Neumann
     faces carry unknowns and the Dirichlet faces do not. The operator is the
     Kronecker sum of :func:`mixed_second_difference_1d` (second order
-    everywhere). Default ``c = dim pi^2 / 4``, the first eigenvalue of the
-    continuous mixed problem (eigenfunction ``prod_a sin(pi x_a / 2)``).
-    Inputs: Gaussian random fields restricted from the box ``[0, 2]^dim``, so
-    they vanish on the Dirichlet faces only (``tau`` is rescaled by 2 to keep
-    the covariance ``(-Delta + tau^2)^(-alpha)`` in physical units).
+    everywhere; not symmetric, so ``solve_adjoint`` differs from ``solve``).
+    Default ``c = dim pi^2 / 4``, the first eigenvalue of the continuous mixed
+    problem (eigenfunction ``prod_a sin(pi x_a / 2)``). Inputs: Gaussian random
+    fields on the box ``[0, 2]^dim`` restricted to the unit box, so they vanish
+    on the Dirichlet faces only (``tau`` is doubled internally to keep the
+    covariance ``(-Delta + tau^2)^(-alpha)`` in the unit box's units).
     """
     h = 1.0 / grid
     c = _scale(options, dim * np.pi**2 / 4)
     A = kron_sum([mixed_second_difference_1d(grid)] * dim)
-    prob = SparseProblem("poisson_mixed", dim, grid, options, A, np.full(grid**dim, c),
+    prob = _MixedProblem("poisson_mixed", dim, grid, options, A, np.full(grid**dim, c),
                          f"-Delta u = {c:.6g} f, u = 0 on x_a = 0, du/dn = 0 on x_a = 1; "
                          f"second-order finite differences (reflected ghost points on the "
                          f"Neumann faces) on the nodes (j+1) h, j < {grid}, h = 1/{grid}, of "
@@ -108,15 +122,6 @@ def poisson_mixed(dim, grid, options):
                          symmetric=False)
     prob.grid_shape = (grid,) * dim
     prob.points = box_points([h * np.arange(1, grid + 1, dtype=np.float64)] * dim)
-
-    def inputs(n_samples, seed):
-        o = prob.options
-        big = grf(dim, 2 * grid - 1, n_samples, seed, alpha=o["alpha"], tau=2 * o["tau"],
-                  mean=o["mean"])
-        big = big.reshape((n_samples,) + (2 * grid - 1,) * dim)
-        return big[(slice(None),) + (slice(0, grid),) * dim].reshape(n_samples, grid**dim)
-
-    prob.inputs = inputs
     return prob
 
 

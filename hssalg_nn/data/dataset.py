@@ -155,7 +155,11 @@ class Dataset:
         """Relative residual ``||L u - rhs(f)|| / ||rhs(f)||`` of the discrete equations, per sample.
 
         The operator is applied by its stencil or sparse matrix, not by the
-        solver, so this checks ``solve`` independently.
+        solver, so this checks ``solve`` independently. For the nonlinear
+        maps with ``n_steps > 1`` it checks the equation of the last step,
+        given the state before it (recomputed by ``n_steps - 1`` steps).
+        Exact solves give about ``cond(L) * eps``: below 1e-12 on 64^2 and
+        64^3 grids, about 1e-10 in 1-D at grid 1024.
 
         Parameters
         ----------

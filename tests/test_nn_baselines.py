@@ -13,6 +13,7 @@ from hssalg_nn import fit
 from hssalg_nn.baselines import (BASELINES, CNN, FNO, DeepONet, DenseLinear, HSSOracle, LinearOperatorModel,
                                  hss_oracle, least_squares_operator, make_baseline)
 from hssalg_nn.baselines._nn import gelu
+from hssalg_nn.baselines.cnn import conv
 from hssalg_nn.baselines.fno import SpectralGrid, spectral_forward, spectral_inverse
 from hssalg_nn.layers import ACTIVATIONS
 
@@ -211,6 +212,28 @@ def test_fused_gelu_is_the_gelu_of_neural_hss():
 
 
 # -- CNN ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape, k", [((2, 9), 3), ((2, 6, 7), 3), ((1, 4, 5, 3), 3), ((2, 8), 5), ((2, 5, 4), 1)])
+def test_conv_is_scipy_correlate_with_zero_padding(shape, k):
+    from scipy.ndimage import correlate
+    rng = np.random.default_rng(0)
+    d = len(shape) - 1
+    v = rng.standard_normal(shape + (2,))
+    w = rng.standard_normal((k**d, 2, 3))
+    got = conv(v, w, k)
+    for b in range(shape[0]):
+        for co in range(3):
+            ref = sum(correlate(v[b, ..., ci], w[:, ci, co].reshape((k,) * d), mode="constant", cval=0.0)
+                      for ci in range(2))
+            assert np.allclose(got[b, ..., co], ref, rtol=1e-13, atol=1e-13 * np.abs(w).sum() * np.abs(v).max())
+
+
+@pytest.mark.parametrize("shape, k", [((2, 7, 2), 3), ((1, 4, 5, 2), 3), ((1, 3, 3, 4, 2), 3), ((2, 9, 1), 5)])
+def test_conv_gradients(shape, k):
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((k ** (len(shape) - 2), shape[-1], 2))
+    check_grads(lambda v, w: conv(v, w, k), modes=["rev"], order=1)(rng.standard_normal(shape), w)
+
 
 def test_cnn_receptive_field_is_its_stencil_radius_times_depth():
     n_layers, k = 3, 3

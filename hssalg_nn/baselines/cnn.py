@@ -10,7 +10,8 @@ boundary of an L-shaped domain is a Dirichlet boundary too.
 
 A convolution is a sum over the ``kernel_size^d`` stencil offsets of shifted
 views of the zero-padded state, each contracted with a (c_in, c_out) weight
-matrix -- plain autograd.numpy, so gradients come for free. The receptive field
+matrix; it is one autograd primitive (:func:`conv`) whose adjoints are the same
+sums transposed. The receptive field
 grows by ``kernel_size - 1`` points per block: a CNN of L blocks cannot
 represent a global solution operator such as Poisson's, which is why it is a
 baseline.
@@ -20,6 +21,7 @@ import itertools
 
 import autograd.numpy as anp
 import numpy as onp
+from autograd.extend import defvjp, primitive
 
 from hssalg._validation import check_positive_int
 
@@ -28,6 +30,18 @@ from ._nn import Count, GridScatter, check_activation, check_batch, check_grid_s
 __all__ = ["CNN", "conv"]
 
 
+def _views(kernel_size, grid):
+    """Index tuples of the shifted views of a padded (B, *grid, c) array, offsets in C order."""
+    return [(slice(None),) + tuple(slice(o, o + n) for o, n in zip(off, grid)) + (slice(None),)
+            for off in itertools.product(range(kernel_size), repeat=len(grid))]
+
+
+def _pad(v, r):
+    d = v.ndim - 2
+    return onp.pad(v, [(0, 0)] + [(r, r)] * d + [(0, 0)])
+
+
+@primitive
 def conv(v, w, kernel_size):
     """Zero-padded 'same' convolution (cross-correlation) of a channels-last grid batch.
 
@@ -43,17 +57,47 @@ def conv(v, w, kernel_size):
     Returns
     -------
     (B, *grid, c_out) array
+
+    Notes
+    -----
+    An autograd primitive: one BLAS product of (B N, c_in) by (c_in, c_out)
+    per offset forward, two per offset backward (the input gradient is the
+    transposed stencil applied to g, the weight gradient the correlation of
+    the shifted inputs with g). Traced slicing would cost a scatter-add per
+    offset in the backward pass.
     """
-    d = anp.ndim(v) - 2
-    r = kernel_size // 2
-    grid = onp.shape(v)[1:-1]
-    vp = anp.pad(v, [(0, 0)] + [(r, r)] * d + [(0, 0)], mode="constant")
-    out = None
-    for j, off in enumerate(itertools.product(range(kernel_size), repeat=d)):
-        view = vp[(slice(None),) + tuple(slice(o, o + n) for o, n in zip(off, grid)) + (slice(None),)]
-        term = anp.dot(view, w[j])
-        out = term if out is None else out + term
+    grid = v.shape[1:-1]
+    vp = _pad(v, kernel_size // 2)
+    out = onp.zeros(v.shape[:-1] + (w.shape[2],))
+    flat = out.reshape(-1, w.shape[2])
+    for j, view in enumerate(_views(kernel_size, grid)):
+        flat += onp.ascontiguousarray(vp[view]).reshape(-1, w.shape[1]) @ w[j]
     return out
+
+
+def _conv_vjp_v(ans, v, w, kernel_size):
+    def vjp(g):
+        r = kernel_size // 2
+        grid = v.shape[1:-1]
+        gp = onp.zeros(v.shape[:1] + tuple(n + 2 * r for n in grid) + v.shape[-1:])
+        g2 = g.reshape(-1, w.shape[2])
+        for j, view in enumerate(_views(kernel_size, grid)):
+            gp[view] += (g2 @ w[j].T).reshape(v.shape)
+        crop = (slice(None),) + tuple(slice(r, r + n) for n in grid) + (slice(None),)
+        return gp[crop]
+    return vjp
+
+
+def _conv_vjp_w(ans, v, w, kernel_size):
+    def vjp(g):
+        vp = _pad(v, kernel_size // 2)
+        g2 = g.reshape(-1, w.shape[2])
+        return onp.stack([onp.ascontiguousarray(vp[view]).reshape(-1, w.shape[1]).T @ g2
+                          for view in _views(kernel_size, v.shape[1:-1])])
+    return vjp
+
+
+defvjp(conv, _conv_vjp_v, _conv_vjp_w)
 
 
 class CNN:

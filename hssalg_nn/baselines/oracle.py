@@ -142,10 +142,10 @@ def hss_oracle(solve, tree, rank=None, rtol=None, solve_adjoint=None, symmetric=
     def rmatvec(G):            # S^T @ G through the adjoint solver
         return onp.asarray(solve_adjoint(onp.ascontiguousarray(G.T))).T
 
+    adjoint = None if symmetric else rmatvec
     if rtol is None and rank is not None:
-        H = HSSMatrix.from_matvec(matvec, None if symmetric else rmatvec, tree, rank=rank, seed=seed,
-                                  symmetric=symmetric)
+        H = HSSMatrix.from_matvec(matvec, adjoint, tree, rank=rank, seed=seed, symmetric=symmetric)
     else:
-        H = HSSMatrix.from_matvec(matvec, None if symmetric else rmatvec, tree, rtol=1e-8 if rtol is None else rtol, seed=seed,
+        H = HSSMatrix.from_matvec(matvec, adjoint, tree, rtol=1e-8 if rtol is None else rtol, seed=seed,
                                   symmetric=symmetric, max_rank=rank)
     return HSSOracle(H)

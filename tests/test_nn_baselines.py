@@ -427,3 +427,25 @@ def test_bad_arguments_are_named(build, match):
 def test_wrong_number_of_columns_is_reported(name, model):
     with pytest.raises(ValueError, match=f"X must have shape \\(batch, {model.n}\\)"):
         model.apply(model.init(0), np.ones((2, model.n + 1)))
+
+
+# -- with the PDE data sets -----------------------------------------------------------------
+
+def test_oracle_on_1d_poisson_data_is_exact_at_rank_two():
+    # fact P2: the 1-D Dirichlet Poisson solution operator is HSS of rank 2 on the grid's tree
+    data = pytest.importorskip("hssalg_nn.data")
+    ds = data.make_dataset("poisson", dim=1, grid=128, n_samples=4, seed=0)
+    errs = {}
+    for r in (1, 2):
+        oracle = hss_oracle(ds.solve, ds.tree(leaf_size=16), rank=r, symmetric=True)
+        errs[r] = np.linalg.norm(oracle.apply({}, ds.X) - ds.Y) / np.linalg.norm(ds.Y)
+    assert errs[2] <= 1e-10 < 1e-3 < errs[1]
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_every_baseline_runs_on_the_lshape_data_set(name):
+    data = pytest.importorskip("hssalg_nn.data")
+    ds = data.make_dataset("poisson_lshape", dim=2, grid=12, n_samples=3, seed=0)
+    model = make_baseline(name, ds, **({"width": 4} if name in ("fno", "cnn", "deeponet") else {}))
+    assert model.n == ds.n
+    assert model.apply(model.init(0), ds.X).shape == ds.Y.shape

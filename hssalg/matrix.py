@@ -109,7 +109,7 @@ class HSSMatrix:
 
     @classmethod
     def from_kernel(cls, kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None, seed=0,
-                    progress=False, n_probes=8, max_error_rows=1024):
+                    progress=False, n_probes=8, max_error_rows=1024, recompress=False):
         """Compress a kernel matrix on a point set in near-linear time, never forming it.
 
         Recursive skeletonisation with proxy points on the geometric tree of the
@@ -119,7 +119,7 @@ class HSSMatrix:
         from .construct import from_kernel
         return from_kernel(kernel, points, leaf_size=leaf_size, rtol=rtol, atol=atol,
                            max_rank=max_rank, seed=seed, progress=progress, n_probes=n_probes,
-                           max_error_rows=max_error_rows)
+                           max_error_rows=max_error_rows, recompress=recompress)
 
     @classmethod
     def from_matvec(cls, matvec, rmatvec, tree, rank=None, rtol=1e-8, seed=0, symmetric=False,
@@ -191,8 +191,10 @@ class HSSMatrix:
 
     @property
     def nbytes(self):
-        """Bytes held by the generators (excluding the tree)."""
-        return int(sum(b.nbytes for b in self._bufs.values()))
+        """Bytes held by the generators (excluding the tree); a buffer shared by two kinds counts once."""
+        # from_kernel shares U / V and R / W between kinds for symmetric kernels
+        unique = {id(b): b for b in self._bufs.values()}
+        return int(sum(b.nbytes for b in unique.values()))
 
     @property
     def ndim(self):

@@ -398,13 +398,24 @@ def test_sparse_sign_sketch_kernel(rng):
     np.testing.assert_array_equal(At, At0)      # pure: the input is untouched
 
 
-def test_block_matmat_kernel_is_the_block_times_omega(rng):
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_vectorised_evaluation_matches_the_scalar_kernel(d, rng):
+    """sqdist + numpy's phi (the route used) against the scalar compiled loop, every kind.
+
+    Zero distances (the Laplace kernels' diagonal value p1) and inputs left untouched included.
+    """
+    from hssalg import kernels as K
     from hssalg._kernels import kernels as ck
-    X, Y = rng.random((7, 3)), rng.random((9, 3))
-    Omega = rng.standard_normal((9, 2))
+    X, Y = rng.random((7, d)), rng.random((9, d))
+    Y[4] = X[2]
+    X0, Y0 = X.copy(), Y.copy()
+    R2 = ck.sqdist(X, Y)
     for kind in range(8):
-        np.testing.assert_allclose(ck.block_matmat(kind, 2.0, 0.5, X, Y, Omega),
-                                   ck.block(kind, 2.0, 0.5, X, Y) @ Omega, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(K._phi_inplace(kind, 2.0, 0.5, R2.copy()), ck.block(kind, 2.0, 0.5, X, Y),
+                                   rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(R2, ck.sqdist(Y, X).T)      # bit for bit symmetric
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(Y, Y0)
 
 
 def test_public_api_returns_the_matrix_with_its_record():
@@ -432,3 +443,90 @@ def test_exact_matmat_without_forming_the_matrix(kernel):
         kernel.matmat(pts, X[:10])
     with pytest.raises(ValueError, match="non-finite"):
         kernel.matmat(pts, np.full(300, np.nan))
+
+
+# -- symmetric kernels share their bases; recompression after the build -------------------
+
+def test_symmetric_kernel_shares_bases_and_counts_them_once(rng):
+    """U = V and R = W are one buffer each: nbytes counts them once, and every operation
+    gives what the same generators in separate buffers give."""
+    import hssalg as hs
+    pts = rng.random((N, 2))
+    k = kernels.Gaussian(0.15, shift=1.0)
+    H, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-7)
+    bufs = H._bufs
+    assert bufs["U"] is bufs["V"] and bufs["R"] is bufs["W"]
+    assert H.nbytes == sum(bufs[kind].nbytes for kind in ("D", "U", "R", "B12", "B21"))
+    g = H.generators()
+    for i in range(H.tree.n_nodes):
+        if g["B12"][i] is not None:
+            np.testing.assert_array_equal(g["B21"][i], g["B12"][i].T)
+    G = hs.HSSMatrix.from_generators(H.tree, **g)          # the same matrix, separate buffers
+    assert G._bufs["U"] is not G._bufs["V"] and G.nbytes > H.nbytes
+    X = rng.standard_normal((N, 3))
+    np.testing.assert_array_equal(H @ X, G @ X)
+    np.testing.assert_array_equal(H.T @ X, G.T @ X)
+    np.testing.assert_allclose(H.T @ X, H @ X, rtol=0, atol=1e-13 * np.abs(H @ X).max())
+    np.testing.assert_array_equal(H.solve(X), G.solve(X))
+    np.testing.assert_array_equal(H.recompress(rtol=1e-5) @ X, G.recompress(rtol=1e-5) @ X)
+
+
+def test_shared_bases_survive_save_and_load(tmp_path, rng):
+    import hssalg as hs
+    pts = rng.random((300, 3))
+    H, _ = from_kernel(kernels.Laplace(self_value=1.0), pts, leaf_size=32, rtol=1e-6)
+    path = tmp_path / "h.npz"
+    hs.save(path, H)
+    x = rng.standard_normal(300)
+    np.testing.assert_array_equal(hs.load(path) @ x, H @ x)
+
+
+def test_unsymmetric_kernel_keeps_separate_bases(rng):
+    pts = rng.random((N, 2))
+    k = kernels.CallableKernel(lambda X, Y: np.exp(-4.0 * np.sum((X[:, None] - 1.2 * Y[None]) ** 2, axis=2)))
+    for recompress in (False, True):
+        H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6, recompress=recompress)
+        assert H._bufs["U"] is not H._bufs["V"]
+        _check(H, info, k.matrix(pts), 1e-6)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "matern32", "laplace"])
+@pytest.mark.parametrize("d", [2, 3])
+def test_recompression_keeps_the_error_bound_and_lowers_ranks(name, d):
+    pts = np.random.default_rng(20 + d).random((N, d))
+    k = ALL_KERNELS[name]
+    A = k.matrix(pts)
+    rtol = 1e-6
+    H0, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, recompress=False)
+    H1, info = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, recompress=True)
+    err = _check(H1, info, A, rtol)
+    # the truncation budget is half of rtol, on top of the build's own error
+    assert err <= rtol
+    assert np.all(H1.row_ranks <= H0.row_ranks) and H1.nbytes <= H0.nbytes
+    # orthonormal bases again after the truncation (ULV and recompress rely on them)
+    g, tree = H1.generators(), H1.tree
+    for i in tree.leaves:
+        np.testing.assert_allclose(g["U"][i].T @ g["U"][i], np.eye(g["U"][i].shape[1]), atol=1e-12)
+    for i in np.flatnonzero((tree.left >= 0) & (tree.parent > 0)):
+        S = np.vstack([g["R"][tree.left[i]], g["R"][tree.right[i]]])
+        np.testing.assert_allclose(S.T @ S, np.eye(S.shape[1]), atol=1e-12)
+
+
+def test_recompress_must_be_a_bool(rng):
+    with pytest.raises(TypeError, match="recompress must be True or False"):
+        from_kernel(kernels.Gaussian(0.2), rng.random((50, 2)), recompress="yes")
+
+
+def test_short_sketch_id_matches_the_full_one(rng):
+    """The randomised ID on a sketch of about rank + oversampling rows finds the rank of a
+    low-rank sample and interpolates it to the tolerance; a too small first guess is enlarged."""
+    from hssalg._from_kernel import _OVERSAMPLE, _column_id
+    c, rank = 150, 40
+    A = rng.standard_normal((3000, rank)) @ (rng.standard_normal((rank, c)) * np.logspace(0, -3, c))
+    A += 1e-12 * rng.standard_normal(A.shape)
+    blocks = [A[:1000], A[1000:]]
+    s_full, P_full = _column_id(blocks, 1e-9, 0.0, None, np.random.default_rng(0))
+    for guess in (rank + _OVERSAMPLE + 5, 10):
+        s, P = _column_id(blocks, 1e-9, 0.0, None, np.random.default_rng(0), guess)
+        assert s.size == s_full.size == rank
+        assert np.linalg.norm(A - A[:, s] @ P.T) <= 1e-8 * np.linalg.norm(A)

@@ -4,9 +4,11 @@ Every built-in kernel is a function of the distance only, phi(r), selected by
 an integer ``kind`` and two parameters ``p0, p1`` (see :func:`phi`). Two entry
 points:
 
-- :func:`block` returns the (p, q) block ``phi(|x_i - y_j|)`` of two point sets;
-- :func:`block_matmat` returns ``phi(|x_i - y_j|) @ Omega`` without forming the
-  block (memory O(p s)), for exact products with probe vectors.
+- :func:`sqdist` returns the (p, q) squared distances of two point sets, in a
+  loop the compiler vectorises; :mod:`hssalg.kernels` applies phi to them with
+  numpy's SIMD ufuncs (numba has no vectorised exp or log here);
+- :func:`block` returns the (p, q) block ``phi(|x_i - y_j|)`` in one scalar
+  loop: the reference the vectorised route is tested against.
 
 Both are pure: they allocate their result and never write into an input. The
 shift on the diagonal of a kernel *matrix* depends on indices, not on points,
@@ -94,29 +96,35 @@ def block(kind, p0, p1, X, Y):
 
 
 @njit(cache=True)
-def block_matmat(kind, p0, p1, X, Y, Omega):
-    """``phi(|X_i - Y_j|) @ Omega`` without forming the (p, q) block.
+def sqdist(X, Y):
+    """The (p, q) squared distances ``|X_i - Y_j|^2``.
+
+    The sum runs over the coordinates in order, as in :func:`block`, so the
+    values are bit for bit those of ``_sqdist`` (and symmetric in X, Y); the
+    inner loop runs over j with unit stride, which the compiler vectorises.
 
     Parameters
     ----------
     X : (p, d) float64 array
     Y : (q, d) float64 array
-    Omega : (q, s) float64 array
 
     Returns
     -------
-    Z : (p, s) float64 array
+    R2 : (p, q) float64 array
     """
-    p = X.shape[0]
+    p, d = X.shape
     q = Y.shape[0]
-    s = Omega.shape[1]
-    Z = np.zeros((p, s))
+    Yt = np.ascontiguousarray(Y.T)
+    R2 = np.zeros((p, q))
     for i in range(p):
-        for j in range(q):
-            v = phi(kind, _sqdist(X, i, Y, j), p0, p1)
-            for c in range(s):
-                Z[i, c] += v * Omega[j, c]
-    return Z
+        row = R2[i]
+        for k in range(d):
+            xk = X[i, k]
+            yk = Yt[k]
+            for j in range(q):
+                t = xk - yk[j]
+                row[j] += t * t
+    return R2
 
 
 @njit(cache=True)

@@ -13,6 +13,7 @@ from hssalg_nn import fit
 from hssalg_nn.baselines import (BASELINES, CNN, FNO, DeepONet, DenseLinear, HSSOracle, LinearOperatorModel,
                                  hss_oracle, least_squares_operator, make_baseline)
 from hssalg_nn.baselines._nn import gelu
+from hssalg_nn.baselines import fno as fno_module
 from hssalg_nn.baselines.cnn import conv
 from hssalg_nn.baselines.fno import SpectralGrid, spectral_forward, spectral_inverse
 from hssalg_nn.layers import ACTIVATIONS
@@ -199,6 +200,21 @@ def test_masked_fno_is_the_box_model_on_zero_extended_input():
     Xbox[:, mask.ravel()] = X
     assert masked.n == int(mask.sum())
     assert np.array_equal(masked.apply(params, X), box.apply(params, Xbox)[:, mask.ravel()])
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu", "tanh", "identity"])
+def test_fused_projection_is_dense_sigma_dense(activation, monkeypatch):
+    # a tiny cache block, so that the points are split into several column chunks
+    monkeypatch.setattr(fno_module, "_PROJECT_BLOCK", 64)
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((3, 4, 37))
+    W1, b1, w2, b2 = (rng.standard_normal((5, 4)), rng.standard_normal(5), rng.standard_normal((1, 5)),
+                      rng.standard_normal(1))
+    sigma = ACTIVATIONS[activation]
+    ref = np.einsum("p,bpn->bn", w2[0], sigma(np.einsum("pc,bcn->bpn", W1, v) + b1[None, :, None])) + b2
+    got = fno_module.project(v, W1, b1, w2, b2, activation)
+    assert np.abs(got - ref).max() <= 1e-13 * np.abs(ref).max()
+    check_grads(lambda *a: fno_module.project(*a, activation), modes=["rev"], order=1)(v, W1, b1, w2, b2)
 
 
 def test_fused_gelu_is_the_gelu_of_neural_hss():

@@ -261,10 +261,13 @@ def _product_vjp(argnums, ans, args, kwargs):
     x_dtype = onp.result_type(X)
     extra = [k for k in gens_in if k not in KINDS]
 
+    # the input's gradient (a third of the reverse sweep) only when X is differentiated
+    need_dX = 1 in argnums
+
     def vjp(g):
         G = _to_tree_order(g, layout, gens["D"].dtype)
         dXt, d_bin, d_tin, d_bout, d_tout, d_cab, d_cba, dD = _grad.backward(
-            layout.tree.arrays, *_roles(layout, gens, transpose), Xt, xt, yt, G)
+            layout.tree.arrays, *_roles(layout, gens, transpose), Xt, xt, yt, G, need_dX)
         out = []
         for i in argnums:
             if i == 0:

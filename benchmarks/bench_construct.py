@@ -1,6 +1,7 @@
 """from_kernel on large point sets, against from_dense on the same matrices.
 
 Run:  python benchmarks/bench_construct.py [--threads 1] [--max-log2n 17] [--laplace-max-log2n 14]
+          [--laplace-min-log2n 12] [--recompress] [--true-error-max-log2n 16] [--skip-dense] [--sweep]
 
 Two problems, rtol 1e-6, leaf 64, seed 0:
 
@@ -15,12 +16,18 @@ takes under 5 s, otherwise one run), without the error estimate -- the CPU
 time of this single-threaded process is the reliable one on a shared machine;
 its growth per doubling of n, the time of the a-posteriori error estimate
 (reported apart, 8 probes, all rows for n <= 1024 and 1024 random rows above),
-the estimated relative Frobenius error, max rank, generator MiB, peak memory of
+the estimated relative Frobenius error, the true one on 2 probes with exact
+products Kernel.matmat (O(n^2), n <= 2^true-error-max-log2n), max rank,
+generator MiB (a buffer shared by U and V counts once), peak memory of
 the build above the process's resident size before it (sampled every 5 ms from
 /proc/self/statm), and kernel evaluations per point.
 Then, for n <= 2^13, from_dense on the dense kernel matrix in the same tree
 order (time of forming K given apart) with its error measured on the same
 probes, and the ratio of the two build times.
+
+--sweep instead builds the 2-D Gaussian at n = 2^14 and 2^16 for rtol 1e-3 ...
+1e-6, with and without recompression, and reports generator memory against
+the true error (the reference codes' memory figures come at different errors).
 """
 
 import sys
@@ -46,6 +53,13 @@ from hssalg import kernels    # noqa: E402
 
 _extra = argparse.ArgumentParser()
 _extra.add_argument("--laplace-max-log2n", type=int, default=14)
+_extra.add_argument("--recompress", action="store_true", help="build with recompress=True")
+_extra.add_argument("--true-error-max-log2n", type=int, default=16,
+                    help="largest n whose true error is measured by exact products (O(n^2))")
+_extra.add_argument("--laplace-min-log2n", type=int, default=12)
+_extra.add_argument("--skip-dense", action="store_true", help="no from_dense comparison")
+_extra.add_argument("--sweep", action="store_true",
+                    help="only the rtol sweep of the 2-D Gaussian at n = 2^14 and 2^16")
 extra, _ = _extra.parse_known_args(_argv)
 
 RTOL = 1e-6
@@ -95,8 +109,16 @@ def problem(name, n):
 
 def from_kernel(kernel, points, **kwargs):
     """``HSSMatrix.from_kernel`` with its record: ``(H, H.info)``."""
+    kwargs.setdefault("recompress", extra.recompress)
     H = hs.HSSMatrix.from_kernel(kernel, points, **kwargs)
     return H, H.info
+
+
+def true_error(kernel, points, H, n_probes=2):
+    """||(H - K) Omega||_F / ||K Omega||_F with exact products K Omega (Kernel.matmat, O(n^2))."""
+    Omega = np.random.default_rng(12345).standard_normal((points.shape[0], n_probes))
+    KO = kernel.matmat(points, Omega)
+    return float(np.linalg.norm(H @ Omega - KO) / np.linalg.norm(KO))
 
 
 def run_from_kernel(name, log2ns):
@@ -128,14 +150,36 @@ def run_from_kernel(name, log2ns):
         growth = f"{cpu / prev:.2f}" if prev else ""
         prev = cpu
         out[n] = (t, cpu, H, info)
+        terr = f"{true_error(k, pts, H):.1e}" if log2n <= extra.true_error_max_log2n else ""
         rows.append([n, f"{t:.2f}", f"{cpu:.2f}", growth, f"{info.cpu_time_estimate:.2f}",
-                     f"{info.error_estimate:.1e}", H.max_rank, f"{H.nbytes / 2**20:.1f}", f"{mem.mib:.0f}",
-                     f"{info.n_kernel_evaluations / n:.0f}"])
-        print(f"  [{name}] n = {n}: {t:.2f} s ({cpu:.2f} s cpu), error {info.error_estimate:.1e}, "
-              f"max rank {H.max_rank}", file=sys.stderr, flush=True)
+                     f"{info.error_estimate:.1e}", terr, H.max_rank, f"{H.nbytes / 2**20:.1f}",
+                     f"{mem.mib:.0f}", f"{info.n_kernel_evaluations / n:.0f}"])
+        print(f"  [{name}] n = {n}: {t:.2f} s ({cpu:.2f} s cpu), error {info.error_estimate:.1e} "
+              f"(true {terr}), max rank {H.max_rank}, {H.nbytes / 2**20:.1f} MiB", file=sys.stderr, flush=True)
     _common.table(["n", "build s (wall)", "build s (cpu)", "growth per 2x n (cpu)", "estimate s (cpu)",
-                   "est. rel. error", "max rank", "generators MiB", "peak MiB", "kernel evals / n"], rows)
+                   "est. rel. error", "true rel. error (2 probes)", "max rank", "generators MiB",
+                   "peak MiB", "kernel evals / n"], rows)
     return out
+
+
+def run_sweep(log2ns, rtols=(1e-3, 1e-4, 1e-5, 1e-6)):
+    """Memory against the true error: the 2-D Gaussian at several rtol, with and without recompression."""
+    rows = []
+    for log2n in log2ns:
+        n = 2**log2n
+        k, pts = problem("gaussian2d", n)
+        for rtol in rtols:
+            for rec in (False, True):
+                c0 = time.process_time()
+                H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, seed=0, recompress=rec)
+                cpu = time.process_time() - c0 - info.cpu_time_estimate
+                rows.append([n, f"{rtol:.0e}", "yes" if rec else "no", f"{cpu:.2f}", H.max_rank,
+                             f"{H.nbytes / 2**20:.1f}", f"{H.nbytes / 1e6:.1f}", f"{info.error_estimate:.1e}",
+                             f"{true_error(k, pts, H):.1e}"])
+                print(f"  [sweep] n = {n}, rtol {rtol:.0e}, recompress {rec}: {cpu:.2f} s, "
+                      f"{H.nbytes / 2**20:.1f} MiB", file=sys.stderr, flush=True)
+    _common.table(["n", "rtol", "recompress", "build s (cpu)", "max rank", "generators MiB", "generators MB",
+                   "est. rel. error", "true rel. error (2 probes)"], rows)
 
 
 def run_from_dense(name, log2ns, fk):
@@ -173,18 +217,25 @@ def main():
     k, pts = problem("gaussian2d", 2000)
     t_first = _common.first_call_time(lambda: from_kernel(k, pts, rtol=RTOL))
     print(f"first from_kernel call in this process (numba cache load or compile): {t_first:.2f} s\n")
+    print(f"recompress = {extra.recompress}\n")
+    if extra.sweep:
+        print("## 2-D Gaussian: generator memory against the true error, rtol 1e-3 ... 1e-6\n")
+        run_sweep([14, 16])
+        return
 
     g_sizes = range(12, args.max_log2n + 1)
     print("## 2-D Gaussian, h = 0.1, + 1 I, uniform points in the unit square, rtol 1e-6, leaf 64\n")
     fk = run_from_kernel("gaussian2d", g_sizes)
-    print("\nfrom_dense at n <= 2^13 on the same matrices:\n")
-    run_from_dense("gaussian2d", range(12, 14), fk)
+    if not extra.skip_dense:
+        print("\nfrom_dense at n <= 2^13 on the same matrices:\n")
+        run_from_dense("gaussian2d", range(12, 14), fk)
 
-    l_sizes = range(12, extra.laplace_max_log2n + 1)
+    l_sizes = range(extra.laplace_min_log2n, extra.laplace_max_log2n + 1)
     print("\n## 3-D Laplace 1/r, uniform points in the unit cube, rtol 1e-6, leaf 64\n")
     fk = run_from_kernel("laplace3d", l_sizes)
-    print("\nfrom_dense at n <= 2^13 on the same matrices:\n")
-    run_from_dense("laplace3d", range(12, 14), fk)
+    if not extra.skip_dense:
+        print("\nfrom_dense at n <= 2^13 on the same matrices:\n")
+        run_from_dense("laplace3d", range(12, 14), fk)
 
 
 if __name__ == "__main__":

@@ -318,6 +318,130 @@ class HSSLinear:
             params[kind] = onp.concatenate(parts) if parts else onp.zeros(0, dtype=self.dtype)
         return params
 
+    def init_from_data(self, X, Y, method="auto", X_adj=None, Y_adj=None, seed=0, rcond=None):
+        """Parameters fitted to input/output pairs by linear algebra, without gradient descent.
+
+        Two routes:
+
+        ``"exact"``: :func:`hssalg_nn.fit_linear_exact` on the data, then
+        :meth:`init_from_hss`. For a target in the layer's class and at least
+        :func:`hssalg_nn.min_samples_exact` (``max(m, 2k) + k``) generic samples
+        this *is* the target, to rounding (fact P6). It needs a layer without
+        weight sharing, and adjoint pairs ``X_adj``, ``Y_adj`` for an
+        unsymmetric layer (forward data do not determine an unsymmetric HSS
+        operator; fact P6, negative part). A symmetric layer fed data of an
+        unsymmetric operator gets the symmetric operator the scheme builds from
+        them (no symmetry check: this is an initialisation).
+
+        ``"lstsq"``: the diagonal blocks by least squares, ``D_i`` minimising
+        ``||X_i D_iᵀ - Y_i||`` over the leaf's rows of the data (the minimum-norm
+        solution when there are fewer samples than rows; one block fitted to all
+        leaves' data at once with weight sharing; symmetrised for a symmetric
+        layer), and the off-diagonal part zero: bases and transfers random as in
+        :meth:`init` with ``seed``, couplings B = 0. The layer then starts as the
+        best block-diagonal operator for the data, and gradient training grows
+        the off-diagonal part (the couplings have a nonzero gradient there).
+
+        Parameters
+        ----------
+        X : (N, n) array_like
+            Inputs, one sample per row, in the caller's index order.
+        Y : (N, n) array_like
+            Outputs, row i the image of row i of X.
+        method : {"auto", "exact", "lstsq"}
+            ``"auto"`` takes ``"exact"`` whenever it applies (enough samples, no
+            sharing, symmetric layer or adjoint data given), else ``"lstsq"``.
+        X_adj, Y_adj : (N', n) array_like, optional
+            Adjoint pairs (rows psi_j and Aᵀ psi_j) for the exact route of an
+            unsymmetric layer.
+        seed : int
+            Seed of the random bases and transfers of the ``"lstsq"`` route.
+        rcond : float, optional
+            Cut-off of ``numpy.linalg.lstsq`` in the ``"lstsq"`` route.
+
+        Returns
+        -------
+        params : dict of 1-D arrays
+            As from :meth:`init`.
+
+        Raises
+        ------
+        ValueError
+            Shapes that do not match the layer; ``method="exact"`` where that
+            route does not apply (the message says why).
+        """
+        from .exact import fit_linear_exact, min_samples_exact
+
+        if method not in ("auto", "exact", "lstsq"):
+            raise ValueError(f"method must be 'auto', 'exact' or 'lstsq', got {method!r}")
+        X = self._data_block(X, "X")
+        Y = self._data_block(Y, "Y")
+        if X.shape[0] != Y.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples (rows) but Y has {Y.shape[0]}")
+        adjoint = X_adj is not None or Y_adj is not None
+        need = min_samples_exact(self.tree, self.rank)
+        why_not = None
+        if self.share_weights:
+            why_not = "weight sharing: the exact fit gives every node its own generators"
+        elif X.shape[0] < need:
+            why_not = (f"{X.shape[0]} samples, fewer than the {need} (max(m, 2k) + k) the exact fit needs "
+                       f"at rank {self.rank}")
+        elif not self.symmetric and not adjoint:
+            why_not = ("an unsymmetric layer needs adjoint data X_adj, Y_adj: forward samples alone do not "
+                       "determine an unsymmetric HSS operator (fact P6)")
+        if method == "exact" and why_not is not None:
+            raise ValueError(f"init_from_data(method='exact') does not apply: {why_not}")
+        if method == "exact" or (method == "auto" and why_not is None):
+            if self.symmetric:
+                if adjoint:
+                    raise ValueError("X_adj and Y_adj are for unsymmetric layers; a symmetric layer takes "
+                                     "the forward data as its adjoint data")
+                # the symmetric scheme builds U = V, R = W, B21 = B12^T exactly, as the layer needs
+                H = fit_linear_exact(X, Y, self.tree, self.rank, symmetric=True, sym_tol=onp.inf)
+            else:
+                H = fit_linear_exact(X, Y, self.tree, self.rank, symmetric=False, X_adj=X_adj, Y_adj=Y_adj)
+            return self.init_from_hss(H)
+        return self._init_lstsq(X, Y, seed, rcond)
+
+    def _data_block(self, a, name):
+        arr = onp.asarray(a)
+        if arr.ndim != 2 or arr.shape[1] != self.n or arr.dtype.kind not in "fiu":
+            raise ValueError(f"{name} must be a real array of shape (N, {self.n}) (one sample per row), "
+                             f"got shape {arr.shape} and dtype {arr.dtype}")
+        arr = onp.asarray(arr, dtype=onp.float64)
+        if not onp.all(onp.isfinite(arr)):
+            raise ValueError(f"{name} contains non-finite entries (NaN or inf)")
+        return arr
+
+    def _init_lstsq(self, X, Y, seed, rcond):
+        """The ``"lstsq"`` route of :meth:`init_from_data`."""
+        tree = self.tree
+        Xt, Yt = X[:, tree.perm], Y[:, tree.perm]
+        leaves = onp.flatnonzero(tree.is_leaf)
+
+        def fit(rows_x, rows_y):
+            # rows_y ~ rows_x D^T: D^T is the least-squares solution
+            Dt = onp.linalg.lstsq(rows_x, rows_y, rcond=rcond)[0]
+            D = Dt.T
+            return 0.5 * (D + D.T) if self.symmetric else D
+
+        if self.share_weights:
+            sl = [slice(tree.start[i], tree.stop[i]) for i in leaves]
+            D = fit(onp.concatenate([Xt[:, s] for s in sl]), onp.concatenate([Yt[:, s] for s in sl]))
+            D_param = D.ravel()
+        else:
+            D_param = onp.zeros(self.layout.sizes["D"])
+            off = self.layout.offsets["D"]
+            for i in leaves:
+                s = slice(tree.start[i], tree.stop[i])
+                D_param[off[i]:off[i + 1]] = fit(Xt[:, s], Yt[:, s]).ravel()
+        params = self.init(seed=seed)
+        params["D"] = D_param.astype(self.dtype)
+        for kind in ("B12", "B21"):
+            if kind in params:
+                params[kind] = onp.zeros_like(params[kind])
+        return params
+
     def _check_params(self, params):
         if not (hasattr(params, "keys") and hasattr(params, "__getitem__")):
             raise TypeError(f"params must be a dict with keys {list(self.kinds)}, got {type(params).__name__}")

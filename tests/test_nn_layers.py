@@ -152,6 +152,88 @@ def test_init_from_hss_shared_and_errors():
         shared.init_from_hss(np.eye(32))
 
 
+def _fresh_rel_error(layer, params, A, seed):
+    Xf = np.random.default_rng(seed).standard_normal((5, layer.n))
+    ref = Xf @ A.T
+    return np.linalg.norm(layer.apply(params, Xf) - ref) / np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_init_from_data_exact_route_recovers_the_target(symmetric):
+    # P6 as an initialiser: max(m, 2k) + k samples determine a symmetric target; an unsymmetric
+    # one needs as many adjoint pairs besides
+    from hssalg_nn.exact import min_samples_exact
+    tree = random_split_tree(96, 12, seed=3)
+    k = 3
+    H = hs.gallery.random_hss(tree, k, seed=4, symmetric=symmetric)
+    A = H.todense()
+    N = min_samples_exact(tree, k)
+    rng = np.random.default_rng(5)
+    X, Xa = rng.standard_normal((N, 96)), rng.standard_normal((N, 96))
+    layer = HSSLinear(tree, k, symmetric=symmetric)
+    adj = {} if symmetric else {"X_adj": Xa, "Y_adj": Xa @ A}
+    params = layer.init_from_data(X, X @ A.T, **adj)
+    assert set(params) == set(layer.kinds)
+    # a well-conditioned reconstruction from N generic samples: a few hundred ulps of ||A||
+    assert _fresh_rel_error(layer, params, A, seed=6) <= 1e-10
+    assert np.allclose(layer.to_hss(params).todense(), A, rtol=0, atol=1e-10 * np.linalg.norm(A))
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_init_from_data_lstsq_route_fits_a_block_diagonal_target(symmetric):
+    # too few samples for the exact route; a block-diagonal target is then exactly what the
+    # least-squares route can fit (N >= m samples determine every leaf block)
+    tree = hs.ClusterTree.balanced(64, 8)
+    rng = np.random.default_rng(1)
+    blocks = [rng.standard_normal((8, 8)) for _ in range(8)]
+    if symmetric:
+        blocks = [b + b.T for b in blocks]
+    A = np.zeros((64, 64))
+    for j, b in enumerate(blocks):
+        A[8 * j:8 * j + 8, 8 * j:8 * j + 8] = b
+    layer = HSSLinear(tree, 4, symmetric=symmetric)
+    X = rng.standard_normal((10, 64))                # 10 < max(8, 8) + 4 = 12: no exact route
+    with pytest.raises(ValueError, match="fewer than the 12"):
+        layer.init_from_data(X, X @ A.T, method="exact")
+    params = layer.init_from_data(X, X @ A.T)
+    assert np.all(params["B12"] == 0)
+    assert _fresh_rel_error(layer, params, A, seed=2) <= 1e-12
+    # not a free pass: a target with an off-diagonal part is only approximated
+    A2 = A + np.outer(rng.standard_normal(64), rng.standard_normal(64)) * 0.3
+    assert _fresh_rel_error(layer, layer.init_from_data(X, X @ A2.T), A2, seed=2) > 1e-2
+
+
+def test_init_from_data_shared_weights_pool_the_leaves():
+    # one shared leaf block, fitted to all leaves' rows at once: 3 samples of n = 64 determine
+    # a translation-invariant 8 x 8 block (8 leaves x 3 rows >= 8 unknowns per column)
+    tree = hs.ClusterTree.balanced(64, 8)
+    rng = np.random.default_rng(2)
+    blk = rng.standard_normal((8, 8))
+    A = np.kron(np.eye(8), blk)
+    layer = HSSLinear(tree, 2, share_weights=True)
+    X = rng.standard_normal((3, 64))
+    params = layer.init_from_data(X, X @ A.T)
+    assert _fresh_rel_error(layer, params, A, seed=3) <= 1e-12
+    with pytest.raises(ValueError, match="weight sharing"):
+        layer.init_from_data(X, X @ A.T, method="exact")
+
+
+def test_init_from_data_errors():
+    tree = hs.ClusterTree.balanced(32, 8)
+    layer = HSSLinear(tree, 2)
+    X = np.random.default_rng(0).standard_normal((12, 32))
+    with pytest.raises(ValueError, match=r"shape \(N, 32\)"):
+        layer.init_from_data(X[:, :30], X)
+    with pytest.raises(ValueError, match="12 samples .* but Y has 11"):
+        layer.init_from_data(X, X[:-1])
+    with pytest.raises(ValueError, match="method must be"):
+        layer.init_from_data(X, X, method="sgd")
+    with pytest.raises(ValueError, match="adjoint data"):
+        layer.init_from_data(X, X, method="exact")
+    with pytest.raises(ValueError, match="non-finite"):
+        layer.init_from_data(X, np.full_like(X, np.nan))
+
+
 @given(layers(max_n=20, max_rank=3))
 def test_check_grads_layer(case):
     layer, params = case

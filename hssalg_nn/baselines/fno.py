@@ -9,16 +9,16 @@ the lowest Fourier modes of every channel by learned complex ``width x width``
 matrices (one per mode) and drops the others, and a pointwise projection Q with
 one hidden layer.
 
-The spectral convolution is one pair of autograd primitives, the truncated
-forward transform and its inverse, with hand-written adjoints (:class:`SpectralGrid`):
-only the retained modes are transformed back, and the channel mixing is a
-batched real matmul over the modes, so nothing of size (modes x grid) is ever
+The kernel integral K is one autograd primitive (:func:`spectral_conv`) with
+hand-written adjoints built from the truncated transform of :class:`SpectralGrid`:
+only the retained modes are transformed, the channel mixing is one batched
+complex matmul over the modes, and nothing of size (modes x grid) is ever
 formed. Any grid size works (autograd's own ``rfftn`` gradient needs even sizes).
 """
 
 import autograd.numpy as anp
 import numpy as onp
-from autograd.extend import defvjp, defvjp_argnums, primitive
+from autograd.extend import defvjp_argnums, primitive
 
 from hssalg._validation import check_positive_int
 
@@ -29,7 +29,7 @@ __all__ = ["FNO", "SpectralGrid"]
 
 
 class SpectralGrid:
-    """The truncated real Fourier transform of a grid, as a pair of real-linear maps.
+    """The truncated real Fourier transform of a grid and its inverse.
 
     Retained modes: ``k_j in {0..m_j-1} U {n_j-m_j..n_j-1}`` on every axis but
     the last (positive and negative frequencies, the corners of the spectrum)
@@ -38,13 +38,15 @@ class SpectralGrid:
     modes in all, flattened in C order of the shape :attr:`kshape`.
 
     :meth:`forward` maps a real batch v (B, C, N) (N the grid points in C order)
-    to ``(Re, Im)`` of its retained DFT coefficients, an array (2, K, B, C);
-    :meth:`inverse` maps such coefficients Z back to the grid,
-    ``y_x = (1/N) sum_k c_k Re(Z_k exp(2 pi i k.x / n))`` with ``c_k = 1`` when
-    ``k_d = 0`` or ``k_d = n_d / 2`` (the Nyquist frequency) and 2 otherwise --
-    ``irfftn`` of the zero-filled half spectrum.
-    Their adjoints are ``F^T Z = N * inverse(Z / c)`` and ``I^T g = c / N * forward(g)``,
-    which the VJPs of :func:`spectral_forward` and :func:`spectral_inverse` use.
+    to its retained DFT coefficients ``V_k = sum_x v_x exp(-2 pi i k.x / n)``,
+    a complex array (K, B, C); :meth:`inverse` maps such coefficients Z back to
+    the grid, ``y_x = (1/N) sum_k c_k Re(Z_k exp(2 pi i k.x / n))`` with
+    ``c_k = 1`` when ``k_d = 0`` or ``k_d = n_d / 2`` (the Nyquist frequency) and
+    2 otherwise -- ``irfftn`` of the zero-filled half spectrum.
+
+    Both are real-linear (Z as the pair Re Z, Im Z). Their adjoints, used by the
+    VJP of :func:`spectral_conv`, are ``F^T Z = N * inverse(Z / c)`` and
+    ``I^T g = (c / N) * forward(g)``: expand the sums above and exchange them.
 
     Parameters
     ----------
@@ -67,10 +69,10 @@ class SpectralGrid:
         c[..., 0] = 1.0
         if self.grid_shape[-1] % 2 == 0 and self.modes[-1] == self.grid_shape[-1] // 2 + 1:
             c[..., -1] = 1.0        # the Nyquist coefficient is its own conjugate, as k_d = 0
-        self.c = c.reshape(1, self.K, 1, 1)
+        self.c = c.reshape(self.K, 1, 1)
 
     def forward(self, v):
-        """(B, C, N) real -> (2, K, B, C): Re and Im of the retained DFT coefficients."""
+        """(B, C, N) real -> (K, B, C) complex: the retained DFT coefficients."""
         B, C = v.shape[0], v.shape[1]
         Z = onp.fft.rfft(onp.reshape(v, (B, C) + self.grid_shape), axis=-1)[..., :self.modes[-1]]
         for j in range(self.ndim - 1):
@@ -78,13 +80,12 @@ class SpectralGrid:
             Z = onp.fft.fft(Z, axis=ax)
             if 2 * m < n:   # keep the two corners, low positive and low negative frequencies
                 Z = onp.concatenate([_take(Z, ax, 0, m), _take(Z, ax, n - m, n)], axis=ax)
-        Z = Z.reshape(B, C, self.K).transpose(2, 0, 1)
-        return onp.stack([Z.real, Z.imag])
+        return Z.reshape(B, C, self.K).transpose(2, 0, 1)
 
     def inverse(self, Z):
-        """(2, K, B, C) real -> (B, C, N): the grid function with these retained coefficients."""
-        K, B, C = Z.shape[1:]
-        Zc = (Z[0] + 1j * Z[1]).transpose(1, 2, 0).reshape((B, C) + self.kshape)
+        """(K, B, C) complex -> (B, C, N) real: the grid function with these retained coefficients."""
+        K, B, C = Z.shape
+        Zc = Z.transpose(1, 2, 0).reshape((B, C) + self.kshape)
         for j in reversed(range(self.ndim - 1)):
             ax, n, m = 2 + j, self.grid_shape[j], self.modes[j]
             if 2 * m < n:   # zero-fill the middle (high) frequencies
@@ -105,19 +106,49 @@ def _take(a, axis, lo, hi):
 
 
 @primitive
-def spectral_forward(v, sg):
-    """Differentiable :meth:`SpectralGrid.forward` (in v)."""
-    return sg.forward(v)
+def spectral_conv(v, wr, wi, sg):
+    """The Fourier layer's kernel integral K v: ``inverse(forward(v) @ (wr + i wi))``.
+
+    Parameters
+    ----------
+    v : (B, C_in, N) array
+    wr, wi : (K, C_in, C_out) arrays
+        Real and imaginary parts of one complex C_in x C_out matrix per mode.
+    sg : SpectralGrid
+
+    Returns
+    -------
+    (B, C_out, N) array
+
+    Notes
+    -----
+    One primitive with all three gradients: with ``G = (c / N) forward(g)``
+    (the adjoint of the inverse transform applied to the output gradient g),
+    ``dv = N inverse((G W^H) / c)`` and ``dW = conj(forward(v))^T G`` per mode,
+    whose real and imaginary parts are dwr and dwi.
+    """
+    return sg.inverse(sg.forward(v) @ (wr + 1j * wi))
 
 
-@primitive
-def spectral_inverse(Z, sg):
-    """Differentiable :meth:`SpectralGrid.inverse` (in Z)."""
-    return sg.inverse(Z)
+def _spectral_conv_vjp(argnums, ans, args, kwargs):
+    v, wr, wi, sg = args
+
+    def vjp(g):
+        G = sg.forward(g)
+        G *= sg.c / sg.N
+        out = {}
+        if 0 in argnums:
+            GW = G @ (wr - 1j * wi).transpose(0, 2, 1)
+            GW /= sg.c
+            out[0] = sg.N * sg.inverse(GW)
+        if 1 in argnums or 2 in argnums:
+            dW = onp.conj(sg.forward(v)).transpose(0, 2, 1) @ G
+            out[1], out[2] = dW.real.copy(), dW.imag.copy()
+        return tuple(out[i] for i in argnums)
+    return vjp
 
 
-defvjp(spectral_forward, lambda ans, v, sg: lambda g: sg.N * sg.inverse(g / sg.c))
-defvjp(spectral_inverse, lambda ans, Z, sg: lambda g: sg.forward(g) * (sg.c / sg.N))
+defvjp_argnums(spectral_conv, _spectral_conv_vjp)
 
 
 # columns of the hidden (P, chunk) block of the fused projection: about 1 MB, so it stays in cache
@@ -313,12 +344,7 @@ class FNO:
 
     def spectral_conv(self, layer, v):
         """K v for one layer's parameters; v (B, width, N) -> (B, width, N)."""
-        Z = spectral_forward(v, self._spectral)                   # (2, K, B, c)
-        Zr, Zi = Z[0], Z[1]
-        wr, wi = layer["wr"], layer["wi"]
-        out_r = anp.matmul(Zr, wr) - anp.matmul(Zi, wi)            # (K, B, c): one c x c product per mode
-        out_i = anp.matmul(Zr, wi) + anp.matmul(Zi, wr)
-        return spectral_inverse(anp.stack([out_r, out_i]), self._spectral)
+        return spectral_conv(v, layer["wr"], layer["wi"], self._spectral)
 
     def apply(self, params, X):
         """Model output for a batch.
@@ -341,8 +367,11 @@ class FNO:
         if self.coords:
             v = v + anp.dot(w[:, 1:], self._coords)[None]
         v = v + lift["b"][None, :, None]
+        # every container is read once: autograd's gradient of a dict lookup starts from a zero copy
+        # of the whole dict, which for the spectral weights is most of the parameters
+        layers = params["layers"]
         for l in range(self.n_layers):
-            layer = params["layers"][str(l)]
+            layer = layers[str(l)]
             z = anp.matmul(layer["w"], v) + self.spectral_conv(layer, v) + layer["b"][None, :, None]
             v = self._sigma(z)
         p0, p1 = params["proj"]["0"], params["proj"]["1"]

@@ -15,9 +15,9 @@ from hssalg._validation import check_positive_int
 
 from ..layers import ACTIVATIONS, _Count
 
-__all__ = ["ACTIVATIONS", "FAST_ACTIVATIONS", "ACTIVATION_DERIVATIVES", "gelu", "Count", "check_activation", "check_grid_shape",
-           "check_mask", "check_batch", "grid_coordinates", "GridScatter", "dense_init", "mlp_init", "mlp_apply",
-           "mlp_n_params"]
+__all__ = ["ACTIVATIONS", "FAST_ACTIVATIONS", "ACTIVATION_DERIVATIVES", "gelu", "Count", "check_activation",
+           "check_grid_shape", "check_mask", "check_batch", "grid_coordinates", "GridScatter", "dense_init",
+           "mlp_init", "mlp_apply", "mlp_n_params"]
 
 Count = _Count
 

@@ -22,10 +22,10 @@ from autograd.extend import defvjp_argnums, primitive
 
 from hssalg._validation import check_positive_int
 
-from ._nn import (ACTIVATION_DERIVATIVES, FAST_ACTIVATIONS, Count, GridScatter, check_activation, check_batch, check_grid_shape, check_mask, dense_init,
-                  grid_coordinates)
+from ._nn import (ACTIVATION_DERIVATIVES, FAST_ACTIVATIONS, Count, GridScatter, check_activation, check_batch,
+                  check_grid_shape, check_mask, dense_init, grid_coordinates)
 
-__all__ = ["FNO", "SpectralGrid"]
+__all__ = ["FNO", "SpectralGrid", "spectral_conv", "project"]
 
 
 class SpectralGrid:

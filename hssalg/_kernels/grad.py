@@ -4,18 +4,19 @@ The neural layer keeps a batch as an (s, n) array whose *rows* are the vectors,
 so these kernels work on that layout directly: node i's slice of the batch is
 the strided (s, m_i) block ``X[:, start:stop]``, handed to BLAS with its leading
 dimension (no transposed copy of the batch). The compressed vectors are stored
-transposed too, one row-major (s, K_l) block per tree level l (K_l the sum of
-the ranks on that level), node i owning columns ``col[i]:col[i] + k_i``:
+transposed too, one contiguous row-major (s, k_a + k_b) block per pair of
+siblings a, b, node a owning its first k_a columns and b the rest:
 
     xt_i = x̂_iᵀ   (upsweep of the input),   yt_i = ŷ_iᵀ   (downsweep),
     gt_i = ĝ_iᵀ   (upsweep of the cotangent), zt_i = ẑ_iᵀ (downsweep of the cotangent).
 
-Why per level: siblings a, b = a + 1 are then side by side, ``[xt_a | xt_b]`` is
-one (s, k_a + k_b) matrix, and their transfer blocks ``[T_a; T_b]`` are one
-contiguous (k_a + k_b, k) block of the transfer buffer. Each step of a sweep
-through an inner node is then one BLAS call instead of two; with s = 32 and
-k = 16 those calls are small (8k multiply-adds), and at n = 2^16 the inner
-nodes took about a quarter of the product's time.
+Why pairs: ``[xt_a | xt_b]`` is then one (s, k_a + k_b) matrix, and the
+siblings' transfer blocks ``[T_a; T_b]`` (b = a + 1) are one contiguous
+(k_a + k_b, k) block of the transfer buffer, so each step of a sweep through an
+inner node is one BLAS call instead of two; with s = 32 and k = 16 these calls
+are small (8k multiply-adds) and numerous. A block per pair rather than one
+(s, sum of ranks) matrix per level keeps every operand within a few KiB: rows
+a level apart (a power-of-two stride) made the wide levels thrash the cache.
 
 As in :mod:`.matvec`, generators are passed *by role*: the column side
 ``(basis_in, transfer_in)`` compresses the input and the row side
@@ -65,46 +66,53 @@ def _pair(buf, off, a, rows, cols):
 
 
 @njit(cache=True)
-def level_layout(level_ptr, k, s):
+def pair_layout(parent, left, k, s):
     """Where the (s, k_i) blocks of the compressed vectors live (module docstring).
 
     Parameters
     ----------
-    level_ptr : (n_levels + 1,) int64 array
+    parent, left : (n_nodes,) int64 arrays
+        Of the tree; the right child of p is ``left[p] + 1``.
     k : (n_nodes,) int64 array
-        Rank of every node.
+        Rank of every node (0 at the root).
     s : int
         Batch size.
 
     Returns
     -------
-    base : (n_levels + 1,) int64 array
-        Level l's block is ``buf[base[l]:base[l + 1]]``, an (s, K_l) row-major matrix.
+    base : (n_nodes,) int64 array
+        Start of the (s, width[i]) row-major block holding node i and its sibling.
+    width : (n_nodes,) int64 array
+        ``k_a + k_b`` of that sibling pair (0 for the root, which stores nothing).
     col : (n_nodes,) int64 array
-        First column of node i within its level's block.
-    level : (n_nodes,) int64 array
-        Level of every node.
+        First column of node i in the pair block (0 for a left child).
+    size : int
+        Length of the buffer.
     """
-    n_levels = level_ptr.shape[0] - 1
-    base = np.zeros(n_levels + 1, np.int64)
-    col = np.zeros(k.shape[0], np.int64)
-    level = np.zeros(k.shape[0], np.int64)
-    for lvl in range(n_levels):
-        width = 0
-        for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
-            col[node] = width
-            level[node] = lvl
-            width += k[node]
-        base[lvl + 1] = base[lvl] + s * width
-    return base, col, level
+    n_nodes = left.shape[0]
+    base = np.zeros(n_nodes, np.int64)
+    width = np.zeros(n_nodes, np.int64)
+    col = np.zeros(n_nodes, np.int64)
+    size = 0
+    for p in range(n_nodes):
+        a = left[p]
+        if a < 0:
+            continue
+        w = k[a] + k[a + 1]
+        base[a] = size
+        base[a + 1] = size
+        width[a] = w
+        width[a + 1] = w
+        col[a + 1] = k[a]
+        size += s * w
+    return base, width, col, size
 
 
 @njit(cache=True)
-def _cols(buf, base, col, level, node, width, s):
-    """Columns ``col[node]:col[node] + width`` of the level block holding ``node``, an (s, width) view."""
-    lvl = level[node]
-    K = (base[lvl + 1] - base[lvl]) // s if s > 0 else 0   # an empty batch has empty blocks
-    return buf[base[lvl]:base[lvl + 1]].reshape(s, K)[:, col[node]:col[node] + width]
+def _cols(buf, base, width, col, node, w, s):
+    """Columns ``col[node]:col[node] + w`` of the pair block holding ``node``, an (s, w) view."""
+    W = width[node]
+    return buf[base[node]:base[node] + s * W].reshape(s, W)[:, col[node]:col[node] + w]
 
 
 @njit(cache=True)
@@ -123,8 +131,9 @@ def _gemm_nt(alpha, A, B, beta, C, ws, scratch):
     """C <- alpha A Bᵀ + beta C, B (N, K) copied transposed into ``scratch`` first.
 
     OpenBLAS is markedly slower on the transposed-operand form for the leaf
-    shapes here (s x m times m x m) than on the plain one (measured: 19 against
-    9 ms for the D blocks at n = 2^16); the copy costs far less.
+    shapes here (s x m times m x m) than on the plain one (measured: 15-19
+    against 9 ms for the D blocks at n = 2^16, s = 32, m = 64); the copy costs
+    far less.
     """
     N, K = B.shape
     if N * K * C.shape[0] <= SMALL_GEMM:
@@ -176,15 +185,15 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
     -------
     Y : (s, n) array in tree order
     xt, yt : 1-D arrays
-        x̂_iᵀ and ŷ_iᵀ in the per-level layout of :func:`level_layout` for
+        x̂_iᵀ and ŷ_iᵀ in the sibling-pair layout of :func:`pair_layout` for
         ranks ``k_in`` and ``k_out``.
     """
     parent, left, right, start, stop, level_ptr = tree
     s = X.shape[0]
-    xb, xc, lv = level_layout(level_ptr, k_in, s)
-    yb, yc, _ = level_layout(level_ptr, k_out, s)
-    xt = empty(xb[-1], X.dtype)
-    yt = empty(yb[-1], X.dtype)
+    xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
+    yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
+    xt = empty(x_size, X.dtype)
+    yt = empty(y_size, X.dtype)
     Y = empty(X.size, X.dtype).reshape(X.shape)
     ws = workspace_like(X)
     m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
@@ -196,7 +205,7 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
             m = stop[node] - start[node]
             gemm(False, False, 1.0, X[:, start[node]:stop[node]],
                  _block(basis_in, basis_in_off, node, m, k_in[node]), 0.0,
-                 _cols(xt, xb, xc, lv, node, k_in[node], s), ws)
+                 _cols(xt, xb, xw, xc, node, k_in[node], s), ws)
     # upsweep: x̂_i = [x̂_a | x̂_b] [T_a; T_b]
     for lvl in range(n_levels - 1, 0, -1):
         for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
@@ -204,9 +213,9 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
             if a < 0:
                 continue
             kab = k_in[a] + k_in[a + 1]
-            gemm(False, False, 1.0, _cols(xt, xb, xc, lv, a, kab, s),
+            gemm(False, False, 1.0, _cols(xt, xb, xw, xc, a, kab, s),
                  _pair(transfer_in, transfer_in_off, a, kab, k_in[node]), 0.0,
-                 _cols(xt, xb, xc, lv, node, k_in[node], s), ws)
+                 _cols(xt, xb, xw, xc, node, k_in[node], s), ws)
     # coupling and downsweep, root first
     for lvl in range(n_levels):
         for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
@@ -214,10 +223,10 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
             if a < 0:
                 continue
             b = a + 1
-            ya = _cols(yt, yb, yc, lv, a, k_out[a], s)
-            yb_ = _cols(yt, yb, yc, lv, b, k_out[b], s)
-            xa = _cols(xt, xb, xc, lv, a, k_in[a], s)
-            xb_ = _cols(xt, xb, xc, lv, b, k_in[b], s)
+            ya = _cols(yt, yb, yw, yc, a, k_out[a], s)
+            yb_ = _cols(yt, yb, yw, yc, b, k_out[b], s)
+            xa = _cols(xt, xb, xw, xc, a, k_in[a], s)
+            xb_ = _cols(xt, xb, xw, xc, b, k_in[b], s)
             if trans_B:
                 Cab = _block(C_ab, C_ab_off, node, k_in[b], k_out[a])
                 Cba = _block(C_ba, C_ba_off, node, k_in[a], k_out[b])
@@ -230,9 +239,9 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
             if k > 0:
                 kab = k_out[a] + k_out[b]
                 # [ŷ_a | ŷ_b] += ŷ_i [T_a; T_b]ᵀ
-                gemm(False, True, 1.0, _cols(yt, yb, yc, lv, node, k, s),
+                gemm(False, True, 1.0, _cols(yt, yb, yw, yc, node, k, s),
                      _pair(transfer_out, transfer_out_off, a, kab, k), 1.0,
-                     _cols(yt, yb, yc, lv, a, kab, s), ws)
+                     _cols(yt, yb, yw, yc, a, kab, s), ws)
     for node in range(n_nodes):
         if left[node] < 0:
             i0 = start[node]
@@ -242,7 +251,7 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
             _gemm_op(not trans_D, 1.0, X[:, i0:i1], _block(D, D_off, node, m, m), 0.0, Yl, ws, scratch)
             k = k_out[node]
             if k > 0:
-                _gemm_nt(1.0, _cols(yt, yb, yc, lv, node, k, s),
+                _gemm_nt(1.0, _cols(yt, yb, yw, yc, node, k, s),
                          _block(basis_out, basis_out_off, node, m, k), 1.0, Yl, ws, scratch)
     return Y, xt, yt
 
@@ -272,10 +281,10 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
     """
     parent, left, right, start, stop, level_ptr = tree
     s = X.shape[0]
-    xb, xc, lv = level_layout(level_ptr, k_in, s)
-    yb, yc, _ = level_layout(level_ptr, k_out, s)
-    gt = empty(yb[-1], X.dtype)
-    zt = empty(xb[-1], X.dtype)
+    xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
+    yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
+    gt = empty(y_size, X.dtype)
+    zt = empty(x_size, X.dtype)
     dX = empty(X.size if need_dX else 0, X.dtype).reshape((s if need_dX else 0, X.shape[1]))
     # leaf blocks tile their buffers and are all written below; the small
     # transfer and coupling buffers are zeroed so that any block a rank-0 parent
@@ -309,13 +318,13 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             Xl[:, :] = X[:, i0:i1]
             ko = k_out[node]
             gemm(False, False, 1.0, Gl, _block(basis_out, basis_out_off, node, m, ko), 0.0,
-                 _cols(gt, yb, yc, lv, node, ko, s), ws)
+                 _cols(gt, yb, yw, yc, node, ko, s), ws)
             if trans_D:
                 gemm(True, False, 1.0, Xl, Gl, 0.0, _block(dD, D_off, node, m, m), ws)
             else:
                 gemm(True, False, 1.0, Gl, Xl, 0.0, _block(dD, D_off, node, m, m), ws)
             if ko > 0:
-                gemm(True, False, 1.0, Gl, _cols(yt, yb, yc, lv, node, ko, s), 0.0,
+                gemm(True, False, 1.0, Gl, _cols(yt, yb, yw, yc, node, ko, s), 0.0,
                      _block(d_basis_out, basis_out_off, node, m, ko), ws)
     # upsweep of the cotangent: ĝ_i = [ĝ_a | ĝ_b] [T_a; T_b], d[T_a; T_b] = [ĝ_a | ĝ_b]ᵀ ŷ_i
     for lvl in range(n_levels - 1, 0, -1):
@@ -325,10 +334,10 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
                 continue
             k = k_out[node]
             kab = k_out[a] + k_out[a + 1]
-            gab = _cols(gt, yb, yc, lv, a, kab, s)
+            gab = _cols(gt, yb, yw, yc, a, kab, s)
             gemm(False, False, 1.0, gab, _pair(transfer_out, transfer_out_off, a, kab, k), 0.0,
-                 _cols(gt, yb, yc, lv, node, k, s), ws)
-            gemm(True, False, 1.0, gab, _cols(yt, yb, yc, lv, node, k, s), 0.0,
+                 _cols(gt, yb, yw, yc, node, k, s), ws)
+            gemm(True, False, 1.0, gab, _cols(yt, yb, yw, yc, node, k, s), 0.0,
                  _pair(d_transfer_out, transfer_out_off, a, kab, k), ws)
     # couplings and downsweep of the cotangent through the column side
     for lvl in range(n_levels):
@@ -337,12 +346,12 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             if a < 0:
                 continue
             b = a + 1
-            ga = _cols(gt, yb, yc, lv, a, k_out[a], s)
-            gb = _cols(gt, yb, yc, lv, b, k_out[b], s)
-            xa = _cols(xt, xb, xc, lv, a, k_in[a], s)
-            xb_ = _cols(xt, xb, xc, lv, b, k_in[b], s)
-            za = _cols(zt, xb, xc, lv, a, k_in[a], s)
-            zb = _cols(zt, xb, xc, lv, b, k_in[b], s)
+            ga = _cols(gt, yb, yw, yc, a, k_out[a], s)
+            gb = _cols(gt, yb, yw, yc, b, k_out[b], s)
+            xa = _cols(xt, xb, xw, xc, a, k_in[a], s)
+            xb_ = _cols(xt, xb, xw, xc, b, k_in[b], s)
+            za = _cols(zt, xb, xw, xc, a, k_in[a], s)
+            zb = _cols(zt, xb, xw, xc, b, k_in[b], s)
             if trans_B:
                 Cab = _block(C_ab, C_ab_off, node, k_in[b], k_out[a])
                 Cba = _block(C_ba, C_ba_off, node, k_in[a], k_out[b])
@@ -358,11 +367,11 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             k = k_in[node]
             if k > 0:
                 kab = k_in[a] + k_in[b]
-                zn = _cols(zt, xb, xc, lv, node, k, s)
+                zn = _cols(zt, xb, xw, xc, node, k, s)
                 # [ẑ_a | ẑ_b] += ẑ_i [T_a; T_b]ᵀ,  d[T_a; T_b] = [x̂_a | x̂_b]ᵀ ẑ_i
                 gemm(False, True, 1.0, zn, _pair(transfer_in, transfer_in_off, a, kab, k), 1.0,
-                     _cols(zt, xb, xc, lv, a, kab, s), ws)
-                gemm(True, False, 1.0, _cols(xt, xb, xc, lv, a, kab, s), zn, 0.0,
+                     _cols(zt, xb, xw, xc, a, kab, s), ws)
+                gemm(True, False, 1.0, _cols(xt, xb, xw, xc, a, kab, s), zn, 0.0,
                      _pair(d_transfer_in, transfer_in_off, a, kab, k), ws)
     # leaves: the column-side basis and, when wanted, the transposed product
     for node in range(n_nodes):
@@ -375,7 +384,7 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
                 _gemm_op(trans_D, 1.0, G[:, i0:i1], _block(D, D_off, node, m, m), 0.0, dX[:, i0:i1], ws,
                          scratch)
             if ki > 0:
-                zl = _cols(zt, xb, xc, lv, node, ki, s)
+                zl = _cols(zt, xb, xw, xc, node, ki, s)
                 if need_dX:
                     _gemm_nt(1.0, zl, _block(basis_in, basis_in_off, node, m, ki), 1.0, dX[:, i0:i1], ws,
                              scratch)

@@ -420,10 +420,21 @@ class HSSLinear:
         leaves = onp.flatnonzero(tree.is_leaf)
 
         def fit(rows_x, rows_y):
-            # rows_y ~ rows_x D^T: D^T is the least-squares solution
-            Dt = onp.linalg.lstsq(rows_x, rows_y, rcond=rcond)[0]
-            D = Dt.T
-            return 0.5 * (D + D.T) if self.symmetric else D
+            # rows_y ~ rows_x D^T
+            if not self.symmetric:
+                return onp.linalg.lstsq(rows_x, rows_y, rcond=rcond)[0].T
+            # over symmetric D the normal equations are the Lyapunov equation
+            # G D + D G = X^T Y + Y^T X with G = X^T X; in G's eigenbasis Q (eigenvalues lam)
+            # it is diagonal: (lam_a + lam_b) (Q^T D Q)_ab = (Q^T (X^T Y + Y^T X) Q)_ab.
+            # (Symmetrising the unconstrained solution instead can be far off when N ~ m.)
+            lam, Q = onp.linalg.eigh(rows_x.T @ rows_x)
+            C = rows_x.T @ rows_y
+            F = Q.T @ (C + C.T) @ Q
+            den = lam[:, None] + lam[None, :]
+            cut = (rcond if rcond is not None else rows_x.shape[1] * onp.finfo(onp.float64).eps) * max(lam[-1], 0.0)
+            Dq = onp.where(den > 2 * cut, F / onp.where(den > 2 * cut, den, 1.0), 0.0)   # minimum norm
+            D = Q @ Dq @ Q.T
+            return 0.5 * (D + D.T)
 
         if self.share_weights:
             sl = [slice(tree.start[i], tree.stop[i]) for i in leaves]

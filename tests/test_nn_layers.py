@@ -203,6 +203,23 @@ def test_init_from_data_lstsq_route_fits_a_block_diagonal_target(symmetric):
     assert _fresh_rel_error(layer, layer.init_from_data(X, X @ A2.T), A2, seed=2) > 1e-2
 
 
+def test_init_from_data_lstsq_symmetric_block_is_the_constrained_optimum():
+    # data of no symmetric operator: the symmetric block must still be the least-squares
+    # optimum over symmetric matrices, i.e. sym(X^T (X D - Y)) = 0 (the gradient of the fit)
+    tree = hs.ClusterTree.balanced(8, 8)                    # one leaf
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((11, 8)), rng.standard_normal((11, 8))
+    layer = HSSLinear(tree, 0, symmetric=True)
+    D = layer.to_hss(layer.init_from_data(X, Y)).todense()
+    assert np.array_equal(D, D.T)
+    grad = X.T @ (X @ D - Y)
+    assert np.linalg.norm(grad + grad.T) <= 1e-12 * np.linalg.norm(X) ** 2 * np.linalg.norm(D)
+    # and it beats symmetrising the unconstrained solution
+    Du = np.linalg.lstsq(X, Y, rcond=None)[0]
+    Ds = 0.5 * (Du + Du.T)
+    assert np.linalg.norm(X @ D - Y) < np.linalg.norm(X @ Ds - Y)
+
+
 def test_init_from_data_shared_weights_pool_the_leaves():
     # one shared leaf block, fitted to all leaves' rows at once: 3 samples of n = 64 determine
     # a translation-invariant 8 x 8 block (8 leaves x 3 rows >= 8 unknowns per column)

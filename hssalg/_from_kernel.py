@@ -796,7 +796,8 @@ def _assemble(tree, g, symmetric):
             blk = g[kind][i]
             if blk.shape != (rows[i], cols[i]):  # an internal inconsistency, never the caller's
                 raise AssertionError(f"{kind}[{i}] has shape {blk.shape}, layout wants {(rows[i], cols[i])}")
-            buf[offs[kind][i]:offs[kind][i + 1]] = blk.ravel()
+            # one strided copy whatever the block's memory order (ravel would copy twice)
+            buf[offs[kind][i]:offs[kind][i + 1]].reshape(rows[i], cols[i])[...] = blk
         bufs[kind] = buf
     if symmetric:
         bufs["V"], bufs["W"] = bufs["U"], bufs["R"]

@@ -388,6 +388,36 @@ def test_oracle_at_a_lower_rank_has_a_larger_error():
     assert errs[0] > 1e6 * errs[1] and errs[0] > 1e-3 * np.linalg.norm(X @ G.T)
 
 
+def _poisson2d_inverse(g):
+    """The dense inverse of the 5-point Laplacian on a g x g interior grid, and the grid points."""
+    T = 2 * np.eye(g) - np.eye(g, k=1) - np.eye(g, k=-1)
+    L = np.kron(T, np.eye(g)) + np.kron(np.eye(g), T)
+    x = np.arange(1, g + 1) / (g + 1)
+    pts = np.stack(np.meshgrid(x, x, indexing="ij"), -1).reshape(-1, 2)
+    return np.linalg.inv(L), pts
+
+
+def test_oracle_truncation_is_as_good_as_truncating_the_dense_operator():
+    # 2-D Poisson: numerically full HSS rank, so the error at rank r is a truncation error; the
+    # oracle must do as well as hssalg's compression of the dense matrix at the same rank cap
+    S, pts = _poisson2d_inverse(12)
+    tree = hs.ClusterTree.from_points(pts, leaf_size=16)
+    calls = []
+    full = hss_oracle(lambda F: calls.append(F.shape[0]) or F @ S, tree, symmetric=True)
+    n_calls = len(calls)
+    errs = []
+    for r in (2, 4, 8):
+        oracle = full.at_rank(r)
+        assert oracle.H.max_rank <= r and oracle.H_full is full.H_full
+        ref = hs.HSSMatrix.from_dense(S, tree=tree, rtol=1e-14, max_rank=r)
+        err = np.linalg.norm(oracle.H.todense() - S)
+        errs.append(err)
+        assert err <= 1.5 * np.linalg.norm(ref.todense() - S) + 1e-12 * np.linalg.norm(S)
+    assert len(calls) == n_calls                          # truncating again needs no solves
+    assert errs[0] > errs[1] > errs[2] > 1e-9 * np.linalg.norm(S)
+    assert np.linalg.norm(full.H.todense() - S) <= 1e-9 * np.linalg.norm(S)
+
+
 def test_oracle_of_a_nonsymmetric_operator_uses_the_adjoint_solver():
     # a convection-diffusion matrix (upwinded): its inverse is HSS of low rank but not symmetric
     n = 120

@@ -11,7 +11,8 @@ in the constructor, ``init(seed) -> params`` (a nested dict of float64 arrays),
 * :class:`DenseLinear` -- a trainable dense operator, and
   :func:`least_squares_operator`, its minimum-norm fit in closed form.
 * :func:`hss_oracle` -- for linear problems, the true solution operator
-  compressed to HSS form: the best error an HSS model of a given rank can reach.
+  compressed to HSS form and truncated to a rank (``oracle.at_rank(r)`` for
+  other ranks): about the best error an HSS model of that rank can reach.
 
 :func:`make_baseline` builds any of them from a data set's grid description
 with defaults sized for small low-data problems on a CPU.

@@ -11,7 +11,7 @@ from autograd.test_util import check_grads
 import hssalg as hs
 from hssalg_nn import fit
 from hssalg_nn.baselines import (BASELINES, CNN, FNO, DeepONet, DenseLinear, HSSOracle, LinearOperatorModel,
-                                 hss_oracle, least_squares_operator, make_baseline)
+                                 dataset_oracle, hss_oracle, least_squares_operator, make_baseline)
 from hssalg_nn.baselines._nn import gelu
 from hssalg_nn.baselines import fno as fno_module
 from hssalg_nn.baselines.cnn import conv
@@ -487,6 +487,16 @@ def test_oracle_on_1d_poisson_data_is_exact_at_rank_two():
         oracle = hss_oracle(ds.solve, ds.tree(leaf_size=16), rank=r, symmetric=True)
         errs[r] = np.linalg.norm(oracle.apply({}, ds.X) - ds.Y) / np.linalg.norm(ds.Y)
     assert errs[2] <= 1e-10 < 1e-3 < errs[1]
+
+
+def test_dataset_oracle_of_a_nonsymmetric_problem_matches_its_solutions():
+    data = pytest.importorskip("hssalg_nn.data")
+    ds = data.make_dataset("poisson_mixed", dim=2, grid=12, n_samples=3, seed=0)
+    oracle = dataset_oracle(ds, leaf_size=16)
+    assert np.linalg.norm(oracle.apply({}, ds.X) - ds.Y) <= 1e-8 * np.linalg.norm(ds.Y)
+    nonlinear = data.make_dataset("reaction_diffusion", dim=1, grid=16, n_samples=2, seed=0)
+    with pytest.raises(ValueError, match="needs a linear problem"):
+        dataset_oracle(nonlinear)
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))

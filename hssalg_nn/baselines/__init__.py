@@ -22,8 +22,8 @@ from .cnn import CNN
 from .deeponet import DeepONet
 from .fno import FNO
 from .linear import DenseLinear, LinearOperatorModel, least_squares_operator
-from .oracle import HSSOracle, hss_oracle
+from .oracle import HSSOracle, dataset_oracle, hss_oracle
 from .registry import BASELINES, DEFAULTS, make_baseline
 
 __all__ = ["FNO", "DeepONet", "CNN", "DenseLinear", "LinearOperatorModel", "least_squares_operator",
-           "HSSOracle", "hss_oracle", "BASELINES", "DEFAULTS", "make_baseline"]
+           "HSSOracle", "hss_oracle", "dataset_oracle", "BASELINES", "DEFAULTS", "make_baseline"]

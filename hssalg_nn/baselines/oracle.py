@@ -24,7 +24,7 @@ from hssalg.tree import ClusterTree
 
 from ._nn import Count, check_batch
 
-__all__ = ["HSSOracle", "hss_oracle"]
+__all__ = ["HSSOracle", "hss_oracle", "dataset_oracle"]
 
 
 class HSSOracle:
@@ -184,3 +184,28 @@ def hss_oracle(solve, tree, rank=None, rtol=None, solve_adjoint=None, symmetric=
                                    symmetric=symmetric)
     oracle = HSSOracle(H_full)
     return oracle if rank is None else oracle.at_rank(rank)
+
+
+def dataset_oracle(dataset, rank=None, leaf_size=64, rtol=None, seed=0):
+    """:func:`hss_oracle` of a linear data set's solution operator (a :class:`hssalg_nn.data.Dataset`).
+
+    Parameters
+    ----------
+    dataset : object
+        With ``solve``, ``solve_adjoint``, ``tree(leaf_size)``, ``linear`` and
+        optionally ``problem.symmetric`` (then only ``solve`` is called).
+    rank, rtol, seed
+        As in :func:`hss_oracle`.
+    leaf_size : int
+        Leaf size of the geometric tree of the data set's points.
+
+    Returns
+    -------
+    HSSOracle
+    """
+    if not getattr(dataset, "linear", False):
+        raise ValueError("dataset_oracle needs a linear problem (dataset.linear is True); "
+                         f"got {getattr(dataset, 'pde', type(dataset).__name__)!r}, which is not linear")
+    symmetric = bool(getattr(getattr(dataset, "problem", None), "symmetric", False))
+    return hss_oracle(dataset.solve, dataset.tree(leaf_size=leaf_size), rank=rank, rtol=rtol,
+                      solve_adjoint=None if symmetric else dataset.solve_adjoint, symmetric=symmetric, seed=seed)

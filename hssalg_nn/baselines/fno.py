@@ -181,7 +181,8 @@ def project(v, W1, b1, w2, b2, activation):
     (B, P, N) hidden state of a wide projection is the largest array of an
     FNO (128 x 4096 per sample on a 64^2 grid), and streaming it through
     memory made the projection the most expensive part of a training step
-    (2.5x slower than this blocked form).
+    (measured on a 64^2 grid, batch 10, width 32 -> 128: forward and backward
+    took 170 ms unblocked, 110 ms blocked).
     """
     sigma = FAST_ACTIVATIONS[activation]
     y = onp.empty((v.shape[0], v.shape[2]))

@@ -197,8 +197,9 @@ class CNN:
         v = x * lift["w"][:, 0] + lift["b"]                                   # (B, *grid, c)
         if self._inside is not None:
             v = v * self._inside
+        layers = params["layers"]          # read once: each dict lookup costs a zero copy in the backward pass
         for l in range(self.n_layers):
-            layer = params["layers"][str(l)]
+            layer = layers[str(l)]
             z = self._sigma(conv(v, layer["w"], self.kernel_size) + layer["b"])
             v = v + z if self.residual else z
             if self._inside is not None:

@@ -123,6 +123,22 @@ def test_lbfgs_solves_a_least_squares_problem():
         lbfgs(lambda p: 0.0, params, maxiter=-1)
 
 
+def test_lbfgs_keeps_the_callers_blas_threads_for_the_loss():
+    # L-BFGS-B's own vector updates run on one BLAS thread, the loss on the caller's threads
+    from threadpoolctl import threadpool_info, threadpool_limits
+    X, Y, params = _problem()
+    seen = []
+
+    def loss(p):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return anp.mean((affine(p, X) - Y) ** 2)
+
+    with threadpool_limits(2, user_api="blas"):
+        _, info = lbfgs(loss, params, maxiter=3)
+        outside = max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+    assert seen and set(seen) == {2} and outside == 2
+
+
 # -- fit ---------------------------------------------------------------------------------------
 
 def test_fit_adam_lowers_the_loss_with_validation_history():

@@ -221,7 +221,7 @@ def sweep(pde, dim, grid, samples=DEFAULT_SAMPLES, models=DEFAULT_MODELS, seeds=
 
 # -- demo -------------------------------------------------------------------------------------
 
-def demo(grid=32, samples=10, test_samples=200, steps=1000, seed=0, quiet=False):
+def demo(grid=32, samples=10, test_samples=200, steps=500, seed=0, quiet=False):
     """Neural-HSS against FNO and least squares on 2-D Poisson from ``samples`` samples."""
     from .experiment import train_model
 
@@ -354,7 +354,7 @@ def build_parser():
     d.add_argument("--grid", type=_positive_int, default=32, help="grid points per dimension (default 32)")
     d.add_argument("--samples", type=_positive_int, default=10, help="training samples (default 10)")
     d.add_argument("--test-samples", type=_positive_int, default=200, help="test samples (default 200)")
-    d.add_argument("--steps", type=_positive_int, default=1000, help="FNO's Adam steps (default 1000)")
+    d.add_argument("--steps", type=_positive_int, default=500, help="FNO's Adam steps (default 500)")
     d.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
     return parser

@@ -42,7 +42,7 @@ import numpy as np
 from .layers import HSSLinear, NeuralHSS
 from .train import fit
 
-__all__ = ["MODELS", "GRADIENT_MODELS", "train_model", "test_error", "DEFAULTS"]
+__all__ = ["MODELS", "GRADIENT_MODELS", "SIZES", "DEFAULTS", "build_model", "train_model", "test_error"]
 
 MODELS = ("nhss-linear", "nhss", "fno", "deeponet", "cnn", "lstsq", "oracle")
 GRADIENT_MODELS = ("nhss", "fno", "deeponet", "cnn")
@@ -50,8 +50,21 @@ GRADIENT_MODELS = ("nhss", "fno", "deeponet", "cnn")
 # ranks tried by the data-driven rank selection of nhss-linear
 RANK_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
+# Model sizes of the comparison, scaled down from the papers' (hssalg_nn.baselines.DEFAULTS) so
+# that a sweep of ~100 trainings per PDE fits in minutes on a 2-core CPU: every model keeps its
+# architecture (4 Fourier layers, a residual CNN, DeepONet's branch/trunk), only widths shrink.
+# Pass the papers' sizes explicitly (e.g. width=32, modes=12) to train those.
+SIZES = {
+    "nhss": {"channels": 4, "n_layers": 2},
+    "fno": {1: {"modes": 16, "width": 32, "proj_width": 64},
+            2: {"modes": 8, "width": 16, "proj_width": 64},
+            3: {"modes": 4, "width": 8, "proj_width": 32}},
+    "deeponet": {},
+    "cnn": {"width": 16, "n_layers": 4},
+}
+
 DEFAULTS = {
-    "steps": 1000,        # Adam steps of every gradient-trained model
+    "steps": 500,         # Adam steps of every gradient-trained model
     "batch_size": 10,
     "lr": 2e-3,
     "leaf_size": 4,       # leaf of the HSS trees (small leaves need few samples: P6)
@@ -147,18 +160,24 @@ def build_model(name, train, rank=None, leaf_size=None, **hyper):
         For ``nhss`` (defaults in ``DEFAULTS``; the nonlinear model uses leaf
         size at least 16).
     **hyper
-        Passed to the baseline's constructor (e.g. ``modes``, ``width``).
+        Passed to the model's constructor (e.g. ``modes``, ``width``),
+        over the sizes in ``SIZES``.
     """
     from . import baselines
 
     rank = DEFAULTS["rank"] if rank is None else rank
     if name == "nhss":
         leaf = max(16, leaf_size or DEFAULTS["leaf_size"])
-        opts = {"channels": 8, "n_layers": 2, "activation": "gelu"}
+        opts = dict(SIZES["nhss"], activation="gelu")
         opts.update(hyper)
         return NeuralHSS(train.tree(leaf), rank=min(rank, leaf), **opts)
     if name in ("fno", "deeponet", "cnn"):
-        return baselines.make_baseline(name, train, **hyper)
+        opts = dict(SIZES[name][train.dim] if name == "fno" else SIZES[name])
+        if name == "fno" and "modes" not in hyper:
+            # at most half the grid per dimension (the rfft keeps grid // 2 + 1)
+            opts["modes"] = tuple(max(1, min(opts["modes"], g // 2)) for g in train.grid_shape)
+        opts.update(hyper)
+        return baselines.make_baseline(name, train, **opts)
     raise ValueError(f"model must be one of {GRADIENT_MODELS} here, got {name!r}")
 
 

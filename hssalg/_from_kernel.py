@@ -558,6 +558,8 @@ def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress):
         gens["B12"][i] = K(skel_r[a], skel_c[b])
         gens["B21"][i] = K(skel_r[b], skel_c[a])
     if n_nodes > 1:
+        if symmetric:
+            interp_c = None                   # the same matrices as interp_r, which is consumed
         U, R, TU = _orthonormal_bases(tree, interp_r)
         V, W, TV = (U, R, TU) if symmetric else _orthonormal_bases(tree, interp_c)
         gens.update(U=U, V=V, R=R, W=W)
@@ -569,6 +571,7 @@ def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress):
             # result is exactly symmetric (the truncation then keeps U = V bit for bit)
             gens["B21"][i] = (gens["B12"][i].T.copy() if symmetric
                               else _tri_right_t(_tri_left(TU[b], gens["B21"][i]), TV[a]))
+            TU[a] = TU[b] = TV[a] = TV[b] = None     # a child's factor serves its parent only
     return gens, evals
 
 
@@ -603,6 +606,8 @@ def _orthonormal_bases(tree, interp):
     multiplies the couplings by the T factors, which leaves every product
     unchanged.
 
+    ``interp`` is consumed: its entries are set to None as they are used.
+
     Returns
     -------
     basis : list, (m, k) orthonormal U of every leaf (None elsewhere)
@@ -624,6 +629,7 @@ def _orthonormal_bases(tree, interp):
                 M[ka:] = _tri_left(T[b], interp[i][ka:])
                 Q, T[i] = _qr(M)
                 transfer[a], transfer[b] = Q[:ka], Q[ka:]
+            interp[i] = None                  # consumed: lowers the peak memory of the build
     return basis, transfer, T
 
 
@@ -762,7 +768,7 @@ def _reorthonormalise(tree, g, symmetric):
 
 
 def _assemble(tree, g, symmetric):
-    """HSSMatrix from per-node generator lists; a symmetric one shares its U, V and R, W buffers.
+    """HSSMatrix from per-node generator lists (consumed); a symmetric one shares its U, V and R, W buffers.
 
     Sharing is safe because an HSSMatrix's buffers are read-only and every
     operation makes new ones; ``nbytes`` counts a shared buffer once.
@@ -798,6 +804,7 @@ def _assemble(tree, g, symmetric):
                 raise AssertionError(f"{kind}[{i}] has shape {blk.shape}, layout wants {(rows[i], cols[i])}")
             # one strided copy whatever the block's memory order (ravel would copy twice)
             buf[offs[kind][i]:offs[kind][i + 1]].reshape(rows[i], cols[i])[...] = blk
+            g[kind][i] = None                 # copied: the lists and buffers are never both whole
         bufs[kind] = buf
     if symmetric:
         bufs["V"], bufs["W"] = bufs["U"], bufs["R"]

@@ -318,6 +318,9 @@ def test_p6_exact_fit_initialises_a_symmetric_layer_from_data():
     layer = HSSLinear(tree, k, symmetric=True)
     params = layer.init_from_hss(fit_linear_exact(X, (A @ X.T).T, tree, rank=k))
     assert _fresh_error(layer.to_hss(params), A, n, seed=7) <= 1e-8
+    # the one-call route takes the same path
+    same = layer.init_from_data(X, (A @ X.T).T)
+    assert all(np.array_equal(same[kind], params[kind]) for kind in layer.kinds)
     Xf = np.random.default_rng(8).standard_normal((3, n))
     AX = (A @ Xf.T).T
     assert np.linalg.norm(layer.apply(params, Xf) - AX) <= 1e-8 * np.linalg.norm(AX)

@@ -120,8 +120,9 @@ def _transpose_into(B, scratch):
     """Bᵀ as a contiguous (K, N) view of ``scratch`` for an (N, K) block B."""
     N, K = B.shape
     T = scratch[:N * K].reshape(K, N)
-    for i in range(N):
-        for j in range(K):
+    # rows of T in turn: contiguous writes, B's columns read from cache after the first
+    for j in range(K):
+        for i in range(N):
             T[j, i] = B[i, j]
     return T
 

@@ -1,6 +1,6 @@
 """HSSLinear forward and forward+backward against a dense linear layer, both under autograd.
 
-Run:  python benchmarks/bench_nn.py [--threads 1] [--max-log2n 18] [--repeat 7]
+Run:  python benchmarks/bench_nn.py [--threads 1] [--max-log2n 18] [--repeat 7] [--clock wall|cpu]
 
 For n = 2^12 ... 2^min(max, 18), batch 32, rank 16, leaf 64 (random init):
 the median time of the layer's forward product ``layer.apply(params, X)`` and of
@@ -13,11 +13,22 @@ matrix as a reference, and the same two timings for a dense linear layer
 n <= 2^13, with the dense/HSS ratios. Targets (issue 5): forward+backward <= 4x
 forward; >= 50x faster than dense at n = 2^13; <= 15 ms forward and <= 45 ms
 forward+backward at n = 2^16.
+
+``--clock cpu`` times with the CPU time of the calling thread instead of wall
+time. With one thread everything measured runs on that thread, so on a machine
+shared with other jobs this leaves out the time the process waits for a core
+(it still includes what sharing caches and memory bandwidth costs).
 """
+
+import argparse
+import time
 
 import _common
 
 args = _common.setup(__doc__.splitlines()[0])
+_clock = argparse.ArgumentParser()
+_clock.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+CLOCK = _clock.parse_known_args()[0].clock
 
 import numpy as np                 # noqa: E402  (thread counts are pinned first)
 import autograd.numpy as anp       # noqa: E402
@@ -30,9 +41,25 @@ BATCH, RANK, LEAF = 32, 16, 64
 DENSE_MAX_LOG2N = 13
 
 
+def median_time(fn, repeat):
+    """Median time of ``fn()`` after a warm-up call, on the clock chosen by ``--clock``."""
+    if CLOCK == "wall":
+        return _common.median_time(fn, repeat=repeat)
+    if args.threads != 1:
+        raise SystemExit("--clock cpu measures the calling thread only; use it with --threads 1")
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.thread_time()
+        fn()
+        times.append(time.thread_time() - t0)
+    return float(np.median(times))
+
+
 def main():
     print(f"# bench_nn\n\n{_common.machine_line(args.threads)}\n")
-    print(f"HSSLinear, batch {BATCH}, rank {RANK}, leaf {LEAF}; medians of {args.repeat} runs after a warm-up\n")
+    print(f"HSSLinear, batch {BATCH}, rank {RANK}, leaf {LEAF}; medians of {args.repeat} runs after a warm-up "
+          f"({CLOCK} clock)\n")
     rng = np.random.default_rng(0)
     rows = []
     compile_s = None
@@ -46,18 +73,18 @@ def main():
         loss_grad_x = grad(lambda px: anp.sum(layer.apply(px[0], px[1]) * G))
         if compile_s is None:
             compile_s = _common.first_call_time(lambda: loss_grad(params))
-        t_f = _common.median_time(lambda: layer.apply(params, X), repeat=args.repeat)
-        t_fb = _common.median_time(lambda: loss_grad(params), repeat=args.repeat)
-        t_fbx = _common.median_time(lambda: loss_grad_x((params, X)), repeat=args.repeat)
+        t_f = median_time(lambda: layer.apply(params, X), args.repeat)
+        t_fb = median_time(lambda: loss_grad(params), args.repeat)
+        t_fbx = median_time(lambda: loss_grad_x((params, X)), args.repeat)
         H = layer.to_hss(params)
         XT = np.ascontiguousarray(X.T)
-        t_mv = _common.median_time(lambda: H @ XT, repeat=args.repeat)
+        t_mv = median_time(lambda: H @ XT, args.repeat)
         d_f = d_fb = None
         if log2n <= DENSE_MAX_LOG2N:
             Wd = rng.standard_normal((n, n)) / np.sqrt(n)
             dense_grad = grad(lambda W: anp.sum(anp.dot(X, W.T) * G))
-            d_f = _common.median_time(lambda: anp.dot(X, Wd.T), repeat=args.repeat)
-            d_fb = _common.median_time(lambda: dense_grad(Wd), repeat=args.repeat)
+            d_f = median_time(lambda: anp.dot(X, Wd.T), args.repeat)
+            d_fb = median_time(lambda: dense_grad(Wd), args.repeat)
             del Wd
         rows.append([n, f"{t_f * 1e3:.2f}", f"{t_fb * 1e3:.2f}", f"{t_fb / t_f:.2f}", f"{t_fbx * 1e3:.2f}",
                      f"{t_mv * 1e3:.2f}",

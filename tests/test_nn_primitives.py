@@ -261,3 +261,16 @@ def test_layout_to_hss_round_trip():
     X = np.random.default_rng(0).standard_normal((2, 25))
     assert np.allclose(hss_apply(gensT, X, layoutT), hss_apply(gens, X, layout, transpose=True),
                        rtol=1e-12, atol=1e-12 * np.linalg.norm(X) * np.linalg.norm(H.todense()))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_kernel_buffers_are_whole_zeroed_arrays(dtype):
+    # alloc.zeros hands out an aligned view of a larger allocation from 2 MiB on: the view
+    # must still be exactly n elements of the dtype, all zero and writable
+    from hssalg._kernels.alloc import zeros
+    for n in (7, (3 << 20) // np.dtype(dtype).itemsize + 5):
+        z = zeros(n, np.dtype(dtype))
+        assert z.shape == (n,) and z.dtype == dtype and z.flags.writeable
+        assert not np.any(z)
+        z[-1] = 1.0
+        assert z.sum() == 1.0

@@ -49,6 +49,8 @@ writes into an input. Cost: forward O(n (m + k) s), reverse about twice that.
 import numpy as np
 from numba import njit
 
+# outputs from alloc: huge-page backed (page faults cost as much as the arithmetic here).
+# numba's cache does not see changes in alloc.py; edit this file to recompile after one
 from .alloc import empty, zeros
 from .blas import SMALL_GEMM, gemm
 from .matvec import workspace_like

@@ -143,7 +143,7 @@ class _BlackBox:
 
 # -- per-node linear algebra ---------------------------------------------------------
 
-def _pinv_and_null(Om):
+def _pinv_and_null(Om, rcond=0.0):
     """Pseudo-inverse factors and null space of a wide test block Om (r x s).
 
     Returns ``(apply_pinv, P)``: ``apply_pinv(Y)`` is ``Y @ pinv(Om)`` and P
@@ -151,10 +151,20 @@ def _pinv_and_null(Om):
     QR of Om^T gives both; Om is a Gaussian block (or an orthonormal
     projection of one), so it has full row rank with overwhelming probability
     when s >= r.
+
+    With ``rcond > 0`` (test blocks that are data, not Gaussian: see
+    ``hssalg_nn.fit_linear_exact``) an SVD is used instead: singular values
+    below ``rcond`` times the largest are treated as zero, their directions
+    join the null space, and the pseudo-inverse is the truncated one.
     """
     r, s = Om.shape
     if r == 0:
         return (lambda Y: np.zeros((Y.shape[0], 0))), np.eye(s)
+    if rcond > 0 and s > 0:
+        Uo, so, Vt = sla.svd(Om, full_matrices=True, check_finite=False, lapack_driver="gesdd")
+        keep = int(np.sum(so > rcond * so[0])) if so.size and so[0] > 0 else 0
+        pinv = (Vt[:keep].T / so[:keep]) @ Uo[:, :keep].T
+        return (lambda Y: Y @ pinv), np.ascontiguousarray(Vt[keep:].T)
     if s < r:
         pinv = np.linalg.pinv(Om)
         return (lambda Y: Y @ pinv), np.zeros((s, 0))
@@ -233,11 +243,11 @@ class _RankRule:
         return int(np.argmax(tail <= self.budget * np.sqrt(max(q, 1))))
 
 
-def _compress(tree, Om_all, Y_all, Ps_all, Z_all, symmetric, rule):
+def _compress(tree, Om_all, Y_all, Ps_all, Z_all, symmetric, rule, rcond=0.0):
     """One bottom-up pass over the tree, then the top-down sweep; returns an HSSMatrix.
 
     All blocks are in tree order: Om_all, Ps_all (n x s) test blocks,
-    Y_all = A Om_all, Z_all = A^T Ps_all.
+    Y_all = A Om_all, Z_all = A^T Ps_all. ``rcond``: see :func:`_pinv_and_null`.
     """
     n = tree.n
     n_nodes = tree.n_nodes
@@ -258,7 +268,7 @@ def _compress(tree, Om_all, Y_all, Ps_all, Z_all, symmetric, rule):
                 a, b = left[i], right[i]
                 Om, Y, Ps, Z = (np.vstack([ra, rb]) for ra, rb in zip(reduced[a], reduced[b]))
                 reduced[a] = reduced[b] = None
-            pinv_om, P = _pinv_and_null(Om)
+            pinv_om, P = _pinv_and_null(Om, rcond)
             G1 = pinv_om(Y)                            # Y Om^+, rU x rV
             if i == 0:
                 # the root has no off-diagonal block: its reduced block is all there is
@@ -274,7 +284,7 @@ def _compress(tree, Om_all, Y_all, Ps_all, Z_all, symmetric, rule):
             if symmetric:
                 V, G2 = U, G1.T
             else:
-                pinv_ps, Q = _pinv_and_null(Ps)
+                pinv_ps, Q = _pinv_and_null(Ps, rcond)
                 V, sigv = _dominant_left(Z @ Q, rV)
                 kv = rule.choose(sigv, Q.shape[1], min(rV, cap_off), rU)
                 V = V[:, :kv]

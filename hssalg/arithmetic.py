@@ -427,16 +427,23 @@ def _qr(M):
     return Q, S
 
 
+def _left_svd(G):
+    """Left singular vectors X (r, min(r, c)) and values s of a small float64 matrix G (r, c), r, c >= 1."""
+    X, s, _, info = _lapack.dgesdd(G, compute_uv=1, full_matrices=0)
+    if info > 0:  # gesdd can fail to converge where the slower gesvd does not
+        X, s, _, info = _lapack.dgesvd(G, compute_uv=1, full_matrices=0)
+    if info != 0:
+        r, c = G.shape
+        raise np.linalg.LinAlgError(f"SVD of a {r} x {c} block did not converge (LAPACK info = {info})")
+    return X, s
+
+
 def _truncated_left(G, rtol, atol, max_rank):
     """Kept left singular vectors X (r, k) and values s (k,) of a small float64 matrix G (r, c)."""
     r, c = G.shape
     if r == 0 or c == 0:
         return np.zeros((r, 0)), np.zeros(0)
-    X, s, _, info = _lapack.dgesdd(G, compute_uv=1, full_matrices=0)
-    if info > 0:  # gesdd can fail to converge where the slower gesvd does not
-        X, s, _, info = _lapack.dgesvd(G, compute_uv=1, full_matrices=0)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"SVD of a {r} x {c} block did not converge (LAPACK info = {info})")
+    X, s = _left_svd(G)
     if s[0] == 0.0:
         return np.zeros((r, 0)), np.zeros(0)
     k = int(np.count_nonzero(s > max(rtol * s[0], atol)))

@@ -656,3 +656,21 @@ def test_bad_sample_arrays_are_rejected():
         ds.solve(np.ones(4, dtype=complex))
     with pytest.raises(ValueError, match="same shape"):
         ds.residual(np.ones((2, 4)), np.ones((1, 4)))
+
+
+# ---- review fixes --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("idx", [(0, 1), (slice(None), slice(0, 3)), np.array([[0, 1]])])
+def test_indexing_that_is_not_a_row_selection_is_rejected(idx):
+    # ds[0, 1] used to give a "Dataset" whose X was the single number X[0, 1], of shape (1, 1)
+    ds = make_dataset("poisson", dim=1, grid=8, n_samples=4, seed=0)
+    with pytest.raises((TypeError, IndexError), match="sample"):
+        ds[idx]
+
+
+def test_dataset_rejects_blocks_of_the_wrong_shape():
+    ds = make_dataset("poisson", dim=1, grid=8, n_samples=2, seed=0)
+    with pytest.raises(ValueError, match="X and Y must have shape \\(N, 8\\)"):
+        Dataset(ds.problem, np.zeros((2, 3)), np.zeros((2, 3)), 0)
+    with pytest.raises(ValueError, match="X and Y must have shape \\(N, 8\\)"):
+        Dataset(ds.problem, np.zeros((2, 8)), np.zeros((3, 8)), 0)

@@ -62,6 +62,11 @@ class Dataset:
     def __init__(self, problem, X, Y, seed):
         if not isinstance(problem, Problem):
             raise TypeError(f"problem must be a hssalg_nn.data Problem, got {type(problem).__name__}")
+        X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+        n = problem.n
+        if X.ndim != 2 or X.shape[1] != n or X.shape != Y.shape:
+            raise ValueError(f"X and Y must have shape (N, {n}), one sample per row, and the same "
+                             f"shape; got X {X.shape} and Y {Y.shape}")
         self._problem = problem
         self.X = X
         self.Y = Y
@@ -108,8 +113,14 @@ class Dataset:
     # ---- subsets ----------------------------------------------------------------
     def subset(self, idx):
         """The samples ``idx`` (slice, int array or boolean array) as a new Dataset."""
+        if isinstance(idx, tuple):
+            raise TypeError(f"a Dataset is indexed by its samples only (a slice, an int or a 1-D "
+                            f"int or bool array), got the tuple {idx!r}")
         if isinstance(idx, (int, np.integer)):
             idx = [idx]
+        elif not isinstance(idx, slice) and np.ndim(idx) != 1:
+            raise IndexError(f"a Dataset is indexed by its samples only (a slice, an int or a 1-D "
+                             f"int or bool array), got an index of shape {np.shape(idx)}")
         X = np.array(self.X[idx], ndmin=2)
         Y = np.array(self.Y[idx], ndmin=2)
         return Dataset(self._problem, X, Y, self.seed)

@@ -674,3 +674,14 @@ def test_dataset_rejects_blocks_of_the_wrong_shape():
         Dataset(ds.problem, np.zeros((2, 3)), np.zeros((2, 3)), 0)
     with pytest.raises(ValueError, match="X and Y must have shape \\(N, 8\\)"):
         Dataset(ds.problem, np.zeros((2, 8)), np.zeros((3, 8)), 0)
+
+
+@pytest.mark.parametrize("kw", [dict(alpha=400.0), dict(alpha=2.0, tau=1e200), dict(alpha=50.0, tau=1e-3)])
+def test_grf_is_finite_with_unit_mean_square_for_extreme_spectra(kw):
+    # (pi^2 k^2 + tau^2)^-alpha underflowed to 0 (alpha = 400: a NaN field) or overflowed
+    # (tau = 1e200: OverflowError); normalised in logarithms it is a valid field
+    g = 16
+    X = grf(1, g, 200, seed=0, **kw)
+    assert np.all(np.isfinite(X))
+    h = 1.0 / (g + 1)
+    assert abs(np.mean(h * np.sum(X**2, axis=1)) - 1.0) < 0.25

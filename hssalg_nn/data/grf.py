@@ -80,7 +80,12 @@ def grf(dim, grid, n_samples, seed, alpha=2.0, tau=3.0, mean=0.0):
         ax = [1] * dim
         ax[a] = grid
         k2 = k2 + (np.pi * np.arange(1, grid + 1, dtype=np.float64)).reshape(ax) ** 2
-    eig = (k2 + tau**2) ** (-alpha)
+    # the weights (k2 + tau^2)^-alpha, relative to the largest (k = 1), in logarithms: the
+    # plain power underflows to 0 (alpha ~ 300, a 0/0 field) and tau^2 overflows (tau > 1e154)
+    log_k2 = np.log(k2)
+    log_tau2 = 2.0 * np.log(tau) if tau > 0 else -np.inf
+    log_w = -alpha * np.logaddexp(log_k2, log_tau2)
+    eig = np.exp(log_w - log_w.max())
     sqrt_eig = np.sqrt(eig / eig.sum())           # normalised: E ||g||^2 = sum eig = 1
     # sum_k c_k sqrt(2) sin(k pi x_j) = sqrt(grid + 1) (S c)_j with S the orthonormal DST-I
     sqrt_eig *= (grid + 1) ** (dim / 2)

@@ -685,3 +685,16 @@ def test_grf_is_finite_with_unit_mean_square_for_extreme_spectra(kw):
     assert np.all(np.isfinite(X))
     h = 1.0 / (g + 1)
     assert abs(np.mean(h * np.sum(X**2, axis=1)) - 1.0) < 0.25
+
+
+def test_reaction_diffusion_inputs_do_not_overflow_for_a_large_negative_mean():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = make_dataset("reaction_diffusion", dim=1, grid=8, n_samples=2, seed=0, mean=-500.0)
+    assert np.all((ds.X >= 0) & (ds.X < 1e-100))
+
+
+def test_diffusion_coefficient_of_the_wrong_size_names_the_expected_count():
+    with pytest.raises(ValueError, match="5 values"):
+        make_dataset("diffusion", dim=1, grid=4, coefficient=lambda p: np.ones(3))

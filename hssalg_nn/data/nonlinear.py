@@ -8,6 +8,7 @@ the type-I sine transform (zero Dirichlet values), the nonlinear term explicit
 """
 
 import numpy as np
+import scipy.special
 
 from ._checks import check_int, check_real
 from .grids import (axis_coordinates, box_points, dirichlet_symbol, neg_laplacian_stencil,
@@ -73,7 +74,7 @@ class _FisherKPP(_ImexProblem):
     def inputs(self, n_samples, seed):
         g = self._box_fields(n_samples, seed)
         # a population density in (0, 1): the logistic of a smooth field
-        return 1.0 / (1.0 + np.exp(-self.input_gain * g))
+        return scipy.special.expit(self.input_gain * g)     # 1 / (1 + exp(-gain g)), no overflow
 
     def describe(self):
         return (f"reaction_diffusion {self.dim}-D: Fisher-KPP u_t = {self.nu:g} Delta u + "

@@ -228,10 +228,13 @@ def diffusion_operator(dim, grid, coefficient):
     for a in range(dim):
         axes = [x] * dim
         axes[a] = faces
-        coef = np.asarray(coefficient(box_points(axes)), dtype=np.float64).ravel()
-        if coef.size != (grid + 1) * grid ** (dim - 1) or not np.all(np.isfinite(coef) & (coef > 0)):
-            raise ValueError("coefficient must return one finite positive value per point, got "
-                             f"shape {coef.shape} with min {np.min(coef) if coef.size else None}")
+        pts = box_points(axes)
+        coef = np.asarray(coefficient(pts), dtype=np.float64).ravel()
+        if coef.size != pts.shape[0] or not np.all(np.isfinite(coef) & (coef > 0)):
+            raise ValueError(f"coefficient must return {pts.shape[0]} values, one finite positive "
+                             f"value per point of its ({pts.shape[0]}, {dim}) argument (the faces "
+                             f"normal to axis {a}), got shape {coef.shape} with min "
+                             f"{np.min(coef) if coef.size else None}")
         left = sp.identity(grid**a, format="csr")
         right = sp.identity(grid ** (dim - a - 1), format="csr")
         Da = sp.kron(sp.kron(left, D), right, format="csr")

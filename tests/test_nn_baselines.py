@@ -507,3 +507,32 @@ def test_every_baseline_runs_on_the_lshape_data_set(name):
     model = make_baseline(name, ds, **({"width": 4} if name in ("fno", "cnn", "deeponet") else {}))
     assert model.n == ds.n
     assert model.apply(model.init(0), ds.X).shape == ds.Y.shape
+
+
+# -- review fixes ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda: FNO((8,), 2.0, 4), TypeError, "modes must be an int or one int per grid axis"),
+    (lambda: SpectralGrid((8, 8), (5, 2)), ValueError, "modes\\[0\\] = 5 exceeds half"),
+    (lambda: SpectralGrid((8,), (6,)), ValueError, "modes\\[0\\] = 6 exceeds the 5 frequencies"),
+])
+def test_bad_modes_are_named_where_they_are_given(build, error, match):
+    # a float gave "'float' object is not iterable"; SpectralGrid accepted overlapping corners and
+    # failed later in a reshape
+    with pytest.raises(error, match=match):
+        build()
+
+
+def _masked_grid_models():
+    m = np.ones((6, 6), bool)
+    m[3:, 3:] = False
+    return [FNO((6, 6), 2, 3, n_layers=1, proj_width=4, mask=m), CNN((6, 6), 2, 1, mask=m),
+            DeepONet(np.random.default_rng(0).random((27, 2)), width=3, depth=1, p=2)]
+
+
+@pytest.mark.parametrize("model", _masked_grid_models(), ids=["fno-mask", "cnn-mask", "deeponet"])
+def test_apply_takes_array_like_batches(model):
+    # the documented X : (batch, n) array_like; a list raised AttributeError / TypeError
+    params = model.init(0)
+    X = np.random.default_rng(1).standard_normal((2, model.n))
+    np.testing.assert_array_equal(model.apply(params, X.tolist()), model.apply(params, X))

@@ -16,7 +16,7 @@ from hssalg._validation import check_positive_int
 from ..layers import ACTIVATIONS, _Count
 
 __all__ = ["ACTIVATIONS", "FAST_ACTIVATIONS", "ACTIVATION_DERIVATIVES", "gelu", "Count", "check_activation",
-           "check_grid_shape", "check_mask", "check_batch", "grid_coordinates", "GridScatter", "dense_init",
+           "check_grid_shape", "check_mask", "check_batch", "as_batch", "grid_coordinates", "GridScatter", "dense_init",
            "mlp_init", "mlp_apply", "mlp_n_params"]
 
 Count = _Count
@@ -148,6 +148,14 @@ def check_batch(X, n, name="X"):
         raise ValueError(f"{name} must have shape (batch, {n}) (rows are samples, columns the {n} unknowns), "
                          f"got shape {shape}")
     return shape[0]
+
+
+def as_batch(X, n, name="X"):
+    """``(X, batch)``: X checked by :func:`check_batch`, an array_like that is not an array
+    (or an autograd box) converted to a float64 array."""
+    if not hasattr(X, "shape"):
+        X = onp.asarray(X, dtype=onp.float64)
+    return X, check_batch(X, n, name)
 
 
 def grid_coordinates(grid_shape):

@@ -25,7 +25,7 @@ from autograd.extend import defvjp, primitive
 
 from hssalg._validation import check_positive_int
 
-from ._nn import Count, GridScatter, check_activation, check_batch, check_grid_shape, check_mask, dense_init
+from ._nn import Count, GridScatter, as_batch, check_activation, check_grid_shape, check_mask, dense_init
 
 __all__ = ["CNN", "conv"]
 
@@ -191,7 +191,7 @@ class CNN:
         -------
         Y : (batch, n) array
         """
-        B = check_batch(X, self.n)
+        X, B = as_batch(X, self.n)
         x = self._grid.to_box(X)[..., None]                                   # (B, *grid, 1)
         lift = params["lift"]
         v = x * lift["w"][:, 0] + lift["b"]                                   # (B, *grid, c)

@@ -17,7 +17,7 @@ import numpy as onp
 
 from hssalg._validation import check_positive_int
 
-from ._nn import Count, check_activation, check_batch, mlp_apply, mlp_init, mlp_n_params
+from ._nn import Count, as_batch, check_activation, mlp_apply, mlp_init, mlp_n_params
 
 __all__ = ["DeepONet"]
 
@@ -136,7 +136,7 @@ class DeepONet:
         -------
         Y : (batch, n) array
         """
-        check_batch(X, self.n)
+        X, _ = as_batch(X, self.n)
         b = mlp_apply(params["branch"], X[:, self.sensors], self._sigma)                 # (B, p)
         t = mlp_apply(params["trunk"], self._y, self._sigma, final_activation=True)       # (n, p)
         return anp.dot(b, t.T) / onp.sqrt(self.p) + params["bias"]

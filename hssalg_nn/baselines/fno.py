@@ -22,7 +22,7 @@ from autograd.extend import defvjp_argnums, primitive
 
 from hssalg._validation import check_positive_int
 
-from ._nn import (ACTIVATION_DERIVATIVES, FAST_ACTIVATIONS, Count, GridScatter, check_activation, check_batch,
+from ._nn import (ACTIVATION_DERIVATIVES, FAST_ACTIVATIONS, Count, GridScatter, as_batch, check_activation,
                   check_grid_shape, check_mask, dense_init, grid_coordinates)
 
 __all__ = ["FNO", "SpectralGrid", "spectral_conv", "project"]
@@ -59,8 +59,8 @@ class SpectralGrid:
     """
 
     def __init__(self, grid_shape, modes):
-        self.grid_shape = tuple(grid_shape)
-        self.modes = tuple(modes)
+        self.grid_shape = check_grid_shape(grid_shape)
+        self.modes = _check_modes(modes, self.grid_shape)
         self.ndim = len(self.grid_shape)
         self.N = int(onp.prod(self.grid_shape))
         self.kshape = tuple(2 * m for m in self.modes[:-1]) + (self.modes[-1],)
@@ -225,7 +225,11 @@ defvjp_argnums(project, _project_vjp)
 def _check_modes(modes, grid_shape):
     if isinstance(modes, (int, onp.integer)) and not isinstance(modes, bool):
         modes = (int(modes),) * len(grid_shape)
-    modes = tuple(modes)
+    try:
+        modes = tuple(modes)
+    except TypeError:
+        raise TypeError(f"modes must be an int or one int per grid axis ({len(grid_shape)}), "
+                        f"got {type(modes).__name__} {modes!r}") from None
     if len(modes) != len(grid_shape):
         raise ValueError(f"modes must be an int or one int per grid axis ({len(grid_shape)}), got {modes!r}")
     out = []
@@ -360,7 +364,7 @@ class FNO:
         -------
         Y : (batch, n) array
         """
-        B = check_batch(X, self.n)
+        X, B = as_batch(X, self.n)
         x = anp.reshape(self._grid.to_box(X), (B, 1, self._grid.size))
         lift = params["lift"]
         w = lift["w"]

@@ -536,3 +536,9 @@ def test_apply_takes_array_like_batches(model):
     params = model.init(0)
     X = np.random.default_rng(1).standard_normal((2, model.n))
     np.testing.assert_array_equal(model.apply(params, X.tolist()), model.apply(params, X))
+
+
+def test_make_baseline_rejects_points_that_are_not_the_unknowns():
+    # 5 points for an 8-point grid built a DeepONet of n = 5 without a word
+    with pytest.raises(ValueError, match="points must have 8 rows"):
+        make_baseline("deeponet", {"grid_shape": (8,), "points": np.random.default_rng(0).random((5, 1))})

@@ -87,4 +87,8 @@ def make_baseline(name, dataset_like, **hyper):
     if points is None:
         C = grid_coordinates(grid_shape).reshape(len(grid_shape), -1).T
         points = C if mask is None else C[mask.ravel()]
+    elif onp.ndim(points) not in (1, 2) or onp.shape(points)[0] != n:
+        raise ValueError(f"dataset_like.points must have {n} rows, one per unknown of the grid "
+                         f"{grid_shape}{' and mask' if mask is not None else ''}, got shape "
+                         f"{onp.shape(points)}")
     return DeepONet(points, **kw)

@@ -542,3 +542,10 @@ def test_make_baseline_rejects_points_that_are_not_the_unknowns():
     # 5 points for an 8-point grid built a DeepONet of n = 5 without a word
     with pytest.raises(ValueError, match="points must have 8 rows"):
         make_baseline("deeponet", {"grid_shape": (8,), "points": np.random.default_rng(0).random((5, 1))})
+
+
+@pytest.mark.parametrize("name, model", TINY, ids=TINY_IDS)
+def test_an_empty_batch_gives_an_empty_output(name, model):
+    # the CNN reshaped its output to (0, -1), which numpy cannot resolve
+    Y = model.apply(model.init(0), np.zeros((0, model.n)))
+    assert np.shape(Y) == (0, getattr(model, "n_out", model.n))

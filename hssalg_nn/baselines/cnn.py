@@ -206,6 +206,6 @@ class CNN:
                 v = v * self._inside
         proj = params["proj"]
         y = anp.dot(v, proj["w"][0]) + proj["b"][0]                           # (B, *grid)
-        return self._grid.from_box(anp.reshape(y, (B, -1)))
+        return self._grid.from_box(anp.reshape(y, (B, self._grid.size)))
 
     __call__ = apply

@@ -41,8 +41,15 @@ def _say(msg, quiet):
         sys.stderr.flush()
 
 
+def _check_seed(seed):
+    if seed == TEST_SEED:
+        raise ValueError(f"seed {TEST_SEED} is the stream of the test set; a training seed must differ "
+                         "from it, or the model would be tested on its training data")
+
+
 def _datasets(pde, dim, grid, n_train, n_test, seed, options):
     from .data import make_dataset
+    _check_seed(seed)
     train = make_dataset(pde, dim=dim, grid=grid, n_samples=n_train, seed=seed, **options)
     test = make_dataset(pde, dim=dim, grid=grid, n_samples=n_test, seed=TEST_SEED, **options)
     return train, test
@@ -91,10 +98,11 @@ def train(pde, dim, grid, samples, model, test_samples=200, seed=0, out=None, op
             f.write("\n")
     print(f"{LABELS.get(model, model)} on {pde} {dim}-D, grid {grid} (n = {tr.X.shape[1]}), "
           f"{samples} training samples")
-    print(f"  parameters        {summary['n_params']}")
-    print(f"  train error       {summary['train_error']:.3e}")
-    print(f"  test error        {summary['test_error']:.3e}   (mean relative L2, {test_samples} samples)")
-    print(f"  training time     {summary['train_time_s']:.2f} s")
+    # from res, not the JSON summary: a diverged model's nan is None there
+    print(f"  parameters        {res['n_params']}")
+    print(f"  train error       {res['train_error']:.3e}")
+    print(f"  test error        {res['test_error']:.3e}   (mean relative L2, {test_samples} samples)")
+    print(f"  training time     {res['train_time']:.2f} s")
     if out is not None:
         print(f"  written           {os.path.join(out, 'params.npz')}, {os.path.join(out, 'summary.json')}")
     return summary
@@ -103,7 +111,13 @@ def train(pde, dim, grid, samples, model, test_samples=200, seed=0, out=None, op
 # -- sweep ------------------------------------------------------------------------------------
 
 def _table(runs, models, samples, seeds):
-    """Markdown table: mean test error over seeds, model x N, and mean training time."""
+    """Markdown table: mean test error over seeds, model x N, and mean training time.
+
+    Only runs of ``seeds`` count. A cell is the mean over all seeds, "n/a" when
+    the model could not be built (skipped), "diverged" when a run's error is
+    not finite, and "…" while runs are missing.
+    """
+    runs = [r for r in runs if r["seed"] in seeds]
     head = "| model | " + " | ".join(f"N = {n}" for n in samples) + " | train time (s) |"
     lines = [head, "|" + "---|" * (len(samples) + 2)]
     for m in models:
@@ -112,12 +126,16 @@ def _table(runs, models, samples, seeds):
             errs = [r["test_error"] for r in runs if r["model"] == m and r["n_train"] == n
                     and r.get("test_error") is not None]
             skipped = [r for r in runs if r["model"] == m and r["n_train"] == n and r.get("skipped")]
+            failed = [r for r in runs if r["model"] == m and r["n_train"] == n and not r.get("skipped")
+                      and r.get("test_error") is None]
             times += [r["train_time_s"] for r in runs if r["model"] == m and r["n_train"] == n
                       and r.get("train_time_s") is not None]
             if len(errs) == len(seeds):
                 cells.append(f"{np.mean(errs):.2e}")
             elif skipped:
                 cells.append("n/a")
+            elif failed:
+                cells.append("diverged")
             else:
                 cells.append("…")
         t = f"{np.mean(times):.2f}" if times else "–"
@@ -125,7 +143,8 @@ def _table(runs, models, samples, seeds):
     return "\n".join(lines) + "\n"
 
 
-def _plot(runs, models, samples, path, title):
+def _plot(runs, models, samples, seeds, path, title):
+    runs = [r for r in runs if r["seed"] in seeds]
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -166,6 +185,8 @@ def sweep(pde, dim, grid, samples=DEFAULT_SAMPLES, models=DEFAULT_MODELS, seeds=
     from .experiment import train_model
 
     options = dict(options or {})
+    for s in seeds:
+        _check_seed(s)
     samples = sorted(set(int(n) for n in samples))
     os.makedirs(out, exist_ok=True)
     res_path = os.path.join(out, "results.json")
@@ -181,16 +202,15 @@ def sweep(pde, dim, grid, samples=DEFAULT_SAMPLES, models=DEFAULT_MODELS, seeds=
     todo = [(s, n, m) for s in seeds for n in samples for m in models if (m, n, s) not in done]
     test = None
     bar = Progress(len(todo), f"sweep {pde} {dim}-D", enabled=not quiet and bool(todo))
-    describe = ""
+    from .data import make_dataset
+    describe = make_dataset(pde, dim=dim, grid=grid, n_samples=0, seed=0, **options).describe()
     for s in seeds:
         mine = [(n, m) for (s_, n, m) in todo if s_ == s]
         if not mine:
             continue
-        from .data import make_dataset
         full = make_dataset(pde, dim=dim, grid=grid, n_samples=max(samples), seed=s, **options)
         if test is None:
             test = make_dataset(pde, dim=dim, grid=grid, n_samples=test_samples, seed=TEST_SEED, **options)
-        describe = full.describe()
         for n, m in mine:
             tr = full[:n]
             try:
@@ -211,7 +231,7 @@ def sweep(pde, dim, grid, samples=DEFAULT_SAMPLES, models=DEFAULT_MODELS, seeds=
                 f"mean over seeds {list(seeds)}; n/a: the model cannot be built from so few samples "
                 "(see results.json).\n\n")
         f.write(table)
-    plotted = _plot(runs, models, samples, os.path.join(out, "errors.png"), title)
+    plotted = _plot(runs, models, samples, seeds, os.path.join(out, "errors.png"), title)
     print(f"### {title}\n")
     print(table)
     print(f"written: {res_path}, {os.path.join(out, 'table.md')}"
@@ -266,8 +286,8 @@ def _int_list(text):
         values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
     return values
 
 

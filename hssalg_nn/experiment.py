@@ -15,7 +15,10 @@ Models (``MODELS``):
 ``nhss-linear``
     A symmetric :class:`~hssalg_nn.HSSLinear` whose generators come from the
     data by the constructive route of fact P6 (:func:`fit_linear_exact`) --
-    then refined by ``finetune`` L-BFGS iterations of ``fit`` on the same
+    for symmetric linear problems (refused for unsymmetric linear ones, which
+    forward samples do not determine: fact P6-neg; for a nonlinear problem it
+    is a symmetric linear approximation), then refined by ``finetune``
+    L-BFGS iterations of ``fit`` on the same
     data (loss ``relative_mse``: smooth at an exact fit, where the relative
     L2 loss is not). The HSS rank k and the cutoff ``rcond`` of the fit are
     chosen from the data alone, by cross-validation (leave-one-out up to 20
@@ -55,9 +58,10 @@ RCOND_CANDIDATES = (0.0, 1e-2, 1e-1)
 FALLBACK_RCOND = 1e-1
 
 # Model sizes of the comparison, scaled down from the papers' (hssalg_nn.baselines.DEFAULTS) so
-# that a sweep of ~100 trainings per PDE fits in minutes on a 2-core CPU: every model keeps its
-# architecture (4 Fourier layers, a residual CNN, DeepONet's branch/trunk), only widths shrink.
-# Pass the papers' sizes explicitly (e.g. width=32, modes=12) to train those.
+# that a sweep of ~100 trainings per PDE fits in minutes on a 2-core CPU: FNO and the CNN keep
+# their architecture (4 Fourier layers, residual blocks) with narrower layers (and 4 CNN blocks
+# instead of 8); DeepONet is cheap enough at its default size and keeps it. Pass the papers'
+# sizes explicitly (e.g. width=32, modes=12) to train those.
 SIZES = {
     "nhss": {"channels": 4, "n_layers": 2},
     "fno": {1: {"modes": 16, "width": 32, "proj_width": 64},
@@ -87,7 +91,18 @@ def test_error(model, params, X, Y, batch=64):
     Returns
     -------
     float
+
+    Raises
+    ------
+    ValueError
+        No samples, or a zero row of Y (its relative error is undefined).
     """
+    if X.shape[0] == 0:
+        raise ValueError("test_error needs at least one sample, got X with 0 rows")
+    zero = np.flatnonzero(np.linalg.norm(Y, axis=1) == 0)
+    if zero.size:
+        raise ValueError(f"Y has {zero.size} zero rows (first: row {zero[0]}); the relative error of "
+                         "a zero target is undefined")
     errs = []
     for s in range(0, X.shape[0], batch):
         P = np.asarray(model.apply(params, X[s:s + batch]))
@@ -130,6 +145,9 @@ def _select_rank(X, Y, tree, max_rank, folds=None):
     N = X.shape[0]
     if folds is None:
         folds = N if N <= 20 else 5
+    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2 (cross-validation needs a part left out), "
+                         f"got {folds!r}")
     ranks = [k for k in RANK_CANDIDATES if k <= max_rank]
     edges = np.linspace(0, N, min(folds, N) + 1).astype(int)
     n_fit = N - int(np.max(np.diff(edges))) if N >= 2 else 0
@@ -159,9 +177,13 @@ def _select_rank(X, Y, tree, max_rank, folds=None):
 
 
 def _check_split(train, test):
-    if train.X.shape[1] != test.X.shape[1]:
-        raise ValueError(f"train and test data have {train.X.shape[1]} and {test.X.shape[1]} unknowns; "
-                         "they must come from the same PDE and grid")
+    for what in ("pde", "grid_shape", "options"):
+        a, b = getattr(train, what), getattr(test, what)
+        if a != b:
+            raise ValueError(f"train and test data must come from the same problem: their {what} differ "
+                             f"({a!r} and {b!r})")
+    if train.X.shape[0] == 0:
+        raise ValueError("train has no samples; every model needs at least one")
 
 
 def build_model(name, train, rank=None, leaf_size=None, **hyper):
@@ -250,6 +272,12 @@ def train_model(name, train, test, rank=None, leaf_size=None, steps=None, batch_
     details = {}
     t0 = time.perf_counter()
     if name == "nhss-linear":
+        if train.linear and not getattr(train.problem, "symmetric", False):
+            # P6-neg: from forward samples alone an unsymmetric HSS operator is not identifiable
+            raise ValueError(
+                f"nhss-linear fits a symmetric operator by the exact route of fact P6, but the "
+                f"{train.pde!r} problem is linear and not symmetric; from forward samples alone an "
+                "unsymmetric HSS operator is not determined (fact P6-neg). Train 'nhss' instead")
         tree = train.tree(leaf_size)
         k, rc, scores = _select_rank(X, Y, tree, rank, folds=folds)
         H = fit_linear_exact(X, Y, tree, k, symmetric=True, sym_tol=np.inf, rcond=rc)
@@ -267,9 +295,8 @@ def train_model(name, train, test, rank=None, leaf_size=None, steps=None, batch_
     elif name == "oracle":
         if not train.linear:
             raise ValueError(f"the oracle needs a linear PDE; {train.pde!r} is not")
-        from .baselines import hss_oracle
-        model = hss_oracle(train.solve, train.tree(leaf_size), rank=rank,
-                           solve_adjoint=train.solve_adjoint, seed=seed)
+        from .baselines.oracle import dataset_oracle
+        model = dataset_oracle(train, rank=rank, leaf_size=leaf_size, seed=seed)
         params = model.init()
         details.update(rank=rank, leaf_size=leaf_size)
     else:

@@ -116,3 +116,39 @@ def test_python_dash_m_runs_the_command():
                           timeout=120)
     assert proc.returncode == 0
     assert "usage: neural-hss" in proc.stdout and "sweep" in proc.stdout
+
+
+def test_train_seed_must_not_be_the_test_stream(capsys):
+    rc = cli.main(["train", "--pde", "poisson", "--dim", "1", "--grid", "16", "--samples", "8",
+                   "--test-samples", "3", "--model", "lstsq", "--seed", str(cli.TEST_SEED), "-q"])
+    assert rc == 2
+    assert "stream of the test set" in capsys.readouterr().err
+
+
+def test_sweep_table_counts_only_the_requested_seeds(tmp_path, capsys):
+    out = tmp_path / "sw"
+    base = ["sweep", "--pde", "poisson", "--dim", "1", "--grid", "16", "--samples", "6",
+            "--models", "lstsq", "--test-samples", "4", "--out", str(out), "-q"]
+    assert cli.main(base + ["--seeds", "3"]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    # resumed with fewer seeds: the table is the mean over seeds 0 and 1 only, not "…"
+    assert cli.main(base + ["--seeds", "2"]) == 0
+    table = (out / "table.md").read_text()
+    two = np.mean([r["test_error"] for r in runs if r["seed"] in (0, 1)])
+    assert f"{two:.2e}" in table
+    assert "poisson" in table.splitlines()[2].lower()      # the discretisation line is there
+    capsys.readouterr()
+
+
+def test_unsymmetric_linear_problem_is_refused_by_nhss_linear():
+    train = make_dataset("poisson_mixed", dim=1, grid=16, n_samples=12, seed=0)
+    test = make_dataset("poisson_mixed", dim=1, grid=16, n_samples=3, seed=1)
+    with pytest.raises(ValueError, match="not symmetric"):
+        train_model("nhss-linear", train, test)
+
+
+def test_train_and_test_sets_of_different_problems_are_refused():
+    a = make_dataset("poisson", dim=1, grid=16, n_samples=4, seed=0)
+    b = make_dataset("heat", dim=1, grid=16, n_samples=4, seed=1)
+    with pytest.raises(ValueError, match="same problem: their pde differ"):
+        train_model("lstsq", a, b)

@@ -69,3 +69,23 @@ def test_nhss_linear_beats_least_squares_from_12_samples_in_2d():
     nh = train_model("nhss-linear", train, test, finetune=0)
     ls = train_model("lstsq", train, test)
     assert nh["test_error"] < 0.7 * ls["test_error"]
+
+
+@pytest.mark.parametrize("folds", [0, 1, -3, 2.5, True])
+def test_bad_folds_are_refused(folds):
+    train = make_dataset("poisson", dim=1, grid=16, n_samples=8, seed=0)
+    test = make_dataset("poisson", dim=1, grid=16, n_samples=3, seed=1)
+    with pytest.raises(ValueError, match="folds must be an integer >= 2"):
+        train_model("nhss-linear", train, test, folds=folds)
+
+
+def test_test_error_refuses_zero_targets_and_empty_sets():
+    from hssalg_nn.experiment import test_error
+    train = make_dataset("poisson", dim=1, grid=16, n_samples=8, seed=0)
+    res = train_model("lstsq", train, train)
+    Y = np.array(train.Y)
+    Y[2] = 0.0
+    with pytest.raises(ValueError, match="zero rows"):
+        test_error(res["model"], res["params"], train.X, Y)
+    with pytest.raises(ValueError, match="at least one sample"):
+        test_error(res["model"], res["params"], train.X[:0], train.Y[:0])

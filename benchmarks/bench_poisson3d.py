@@ -36,11 +36,13 @@ p.add_argument("--leaf-size", type=int, default=8, help="leaf size (default 8: 2
 p.add_argument("--rank", type=int, default=16, help="largest rank the selection may pick (default 16)")
 p.add_argument("--finetune", type=int, default=20, help="L-BFGS refinement iterations (default 20)")
 p.add_argument("--folds", type=int, default=4, help="cross-validation folds of the rank selection (default 4)")
+p.add_argument("--fixed", default=None, metavar="K,RCOND",
+               help="skip the cross-validation: fit at rank K with cutoff RCOND (for the largest grids)")
 opts, _ = p.parse_known_args()
 
 import numpy as np                              # noqa: E402  (thread counts are pinned first)
 
-from hssalg_nn import fit                       # noqa: E402
+from hssalg_nn import HSSLinear, fit, fit_linear_exact   # noqa: E402
 from hssalg_nn.data import make_dataset         # noqa: E402
 from hssalg_nn.experiment import test_error, train_model   # noqa: E402
 
@@ -65,7 +67,7 @@ def main():
     print(f"3-D Poisson, {opts.samples} training and {opts.test_samples} test samples; leaf {opts.leaf_size}, "
           f"ranks up to {opts.rank} ({opts.folds}-fold cross-validation), L-BFGS refinement "
           f"{opts.finetune} iterations\n")
-    head = ("| grid | n | data (s) | NHSS fit (s) | rank | NHSS test error | LSQ test error | LSQ / NHSS "
+    head = ("| grid | n | data (s) | NHSS fit (s) | rank, cutoff | NHSS test error | LSQ test error | LSQ / NHSS "
             "| Adam epoch (s) | generators (MiB) | peak RSS (GiB) |")
     print(head)
     print("|" + "---|" * 11)
@@ -74,8 +76,24 @@ def main():
         train = make_dataset("poisson", dim=3, grid=g, n_samples=opts.samples, seed=0)
         test = make_dataset("poisson", dim=3, grid=g, n_samples=opts.test_samples, seed=1_000_003)
         t_data = time.perf_counter() - t0
-        res = train_model("nhss-linear", train, test, rank=opts.rank, leaf_size=opts.leaf_size,
-                          finetune=opts.finetune, folds=opts.folds, progress=False)
+        if opts.fixed:
+            k, rc = opts.fixed.split(",")
+            k, rc = int(k), float(rc)
+            t1 = time.perf_counter()
+            tree = train.tree(opts.leaf_size)
+            H = fit_linear_exact(train.X, train.Y, tree, k, sym_tol=np.inf, rcond=rc)
+            model = HSSLinear(tree, k, symmetric=True)
+            params = model.init_from_hss(H)
+            del H
+            if opts.finetune:
+                params, _ = fit(model, params, train.X, train.Y, epochs=opts.finetune, optimizer="lbfgs",
+                                loss="relative_mse", progress=False)
+            res = {"model": model, "params": params, "train_time": time.perf_counter() - t1,
+                   "test_error": test_error(model, params, test.X, test.Y),
+                   "details": {"rank": k, "rcond": rc}}
+        else:
+            res = train_model("nhss-linear", train, test, rank=opts.rank, leaf_size=opts.leaf_size,
+                              finetune=opts.finetune, folds=opts.folds, progress=False)
         e_ls = least_squares_error(train.X, train.Y, test.X, test.Y)
         model, params = res["model"], res["params"]
         t0 = time.perf_counter()
@@ -84,7 +102,7 @@ def main():
         gen_mib = sum(np.asarray(v).nbytes for v in params.values()) / 2**20
         e_nh = res["test_error"]
         assert abs(e_nh - test_error(model, params, test.X, test.Y)) <= 1e-12 * max(e_nh, 1.0)
-        print(f"| {g}^3 | {train.n} | {t_data:.1f} | {res['train_time']:.1f} | {res['details']['rank']} "
+        print(f"| {g}^3 | {train.n} | {t_data:.1f} | {res['train_time']:.1f} | {res['details']['rank']}, {res['details']['rcond']:g} "
               f"| {e_nh:.2e} | {e_ls:.2e} | {e_ls / e_nh:.1f} | {t_epoch:.2f} | {gen_mib:.0f} "
               f"| {peak_rss_gib():.2f} |", flush=True)
         del train, test, res, model, params

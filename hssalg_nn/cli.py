@@ -17,6 +17,7 @@ command line and the documentation tables are the same experiment.
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -203,7 +204,9 @@ def sweep(pde, dim, grid, samples=DEFAULT_SAMPLES, models=DEFAULT_MODELS, seeds=
     test = None
     bar = Progress(len(todo), f"sweep {pde} {dim}-D", enabled=not quiet and bool(todo))
     from .data import make_dataset
-    describe = make_dataset(pde, dim=dim, grid=grid, n_samples=0, seed=0, **options).describe()
+    # the discretisation, without the sample count and seed of this (empty) set
+    describe = re.sub(r", \d+ samples? from seed \d+$", "",
+                      make_dataset(pde, dim=dim, grid=grid, n_samples=0, seed=0, **options).describe())
     for s in seeds:
         mine = [(n, m) for (s_, n, m) in todo if s_ == s]
         if not mine:

@@ -8,7 +8,8 @@ import pytest
 from conftest import NOJIT
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOCS = ["README.md", "docs/index.md", "docs/primer.md", "docs/preconditioning.md", "docs/neural.md"]
+DOCS = ["README.md", "docs/index.md", "docs/primer.md", "docs/preconditioning.md", "docs/neural.md",
+        "docs/reproduction.md"]
 
 
 @pytest.mark.skipif(NOJIT, reason="the examples run at full size (up to 100,000 points); the nojit "

@@ -35,8 +35,9 @@ Models (``MODELS``):
     (closed form); with smooth inputs a strong low-data baseline.
 ``oracle``
     For linear PDEs: the HSS compression, at the rank given, of the true
-    discrete solution operator (built from its products). Not trained on the
-    data; the best error an HSS operator of that rank can reach.
+    discrete solution operator (compressed to about 1e-10 from solves, then
+    truncated: near the best approximation of that rank for all inputs). Not
+    trained on the data.
 """
 
 import math

@@ -214,6 +214,49 @@ def _gen(buf, off, node, rows, cols):
 
 
 @njit(cache=True)
+def _node_block(node, left, right, c, kU, kV, off, dr, uh, v2, s_dr, s_uh, s_v2, D, D_off, U, U_off,
+                V, V_off, R, R_off, W, W_off, B12, B12_off, B21, B21_off, A, Ut, Vt, T_ws):
+    """The block of ``node`` the factorisation works on, written into A, Ut, Vt.
+
+    A leaf gives its generators D, U, V. An inner node stacks what its
+    children kept (slots ``s_dr``, ``s_uh``, ``s_v2`` of dr, uh, v2), couples
+    them through B12 and B21, and maps R and W onto the kept rows. The
+    symmetric factorisation passes kU as kV.
+
+    A : (m, m), Ut : (m, kU[node]), Vt : (m, kV[node]) workspaces, overwritten;
+    T_ws : scratch of at least max(c) * max(kV) entries. Nothing else is written.
+    """
+    ku = kU[node]
+    kv = kV[node]
+    a = left[node]
+    if a < 0:
+        m = A.shape[0]
+        A[:, :] = _gen(D, D_off, node, m, m)
+        Ut[:, :] = _gen(U, U_off, node, m, ku)
+        Vt[:, :] = _gen(V, V_off, node, m, kv)
+        return
+    b = right[node]
+    ca = c[a]
+    cb = c[b]
+    A[:ca, :ca] = _blk(dr, off, s_dr, a, ca, ca)
+    A[ca:, ca:] = _blk(dr, off, s_dr, b, cb, cb)
+    Uha = _blk(uh, off, s_uh, a, ca, kU[a])
+    Uhb = _blk(uh, off, s_uh, b, cb, kU[b])
+    V2a = _blk(v2, off, s_v2, a, ca, kV[a])
+    V2b = _blk(v2, off, s_v2, b, cb, kV[b])
+    T = T_ws[:ca * kV[b]].reshape(ca, kV[b])
+    _mm(1.0, Uha, False, _gen(B12, B12_off, node, kU[a], kV[b]), False, 0.0, T)
+    _mm(1.0, T, False, V2b, True, 0.0, A[:ca, ca:])
+    T = T_ws[:cb * kV[a]].reshape(cb, kV[a])
+    _mm(1.0, Uhb, False, _gen(B21, B21_off, node, kU[b], kV[a]), False, 0.0, T)
+    _mm(1.0, T, False, V2a, True, 0.0, A[ca:, :ca])
+    _mm(1.0, Uha, False, _gen(R, R_off, a, kU[a], ku), False, 0.0, Ut[:ca])
+    _mm(1.0, Uhb, False, _gen(R, R_off, b, kU[b], ku), False, 0.0, Ut[ca:])
+    _mm(1.0, V2a, False, _gen(W, W_off, a, kV[a], kv), False, 0.0, Vt[:ca])
+    _mm(1.0, V2b, False, _gen(W, W_off, b, kV[b], kv), False, 0.0, Vt[ca:])
+
+
+@njit(cache=True)
 def factorize(tree, kU, kV, mt, r, c, off, D, D_off, U, U_off, V, V_off, R, R_off, W, W_off,
               B12, B12_off, B21, B21_off, tol_eps):
     """General ULV factorisation (see the module docstring).
@@ -268,31 +311,8 @@ def factorize(tree, kU, kV, mt, r, c, off, D, D_off, U, U_off, V, V_off, R, R_of
             A = A_ws[:m * m].reshape(m, m)
             Ut = Ut_ws[:m * ku].reshape(m, ku)
             Vt = Vt_ws[:m * kv].reshape(m, kv)
-            a = left[node]
-            if a < 0:
-                A[:, :] = _gen(D, D_off, node, m, m)
-                Ut[:, :] = _gen(U, U_off, node, m, ku)
-                Vt[:, :] = _gen(V, V_off, node, m, kv)
-            else:
-                b = right[node]
-                ca = c[a]
-                cb = c[b]
-                A[:ca, :ca] = _blk(dr, off, DR, a, ca, ca)
-                A[ca:, ca:] = _blk(dr, off, DR, b, cb, cb)
-                Uha = _blk(uh, off, UH, a, ca, kU[a])
-                Uhb = _blk(uh, off, UH, b, cb, kU[b])
-                V2a = _blk(v2, off, V2, a, ca, kV[a])
-                V2b = _blk(v2, off, V2, b, cb, kV[b])
-                T = T_ws[:ca * kV[b]].reshape(ca, kV[b])
-                _mm(1.0, Uha, False, _gen(B12, B12_off, node, kU[a], kV[b]), False, 0.0, T)
-                _mm(1.0, T, False, V2b, True, 0.0, A[:ca, ca:])
-                T = T_ws[:cb * kV[a]].reshape(cb, kV[a])
-                _mm(1.0, Uhb, False, _gen(B21, B21_off, node, kU[b], kV[a]), False, 0.0, T)
-                _mm(1.0, T, False, V2a, True, 0.0, A[ca:, :ca])
-                _mm(1.0, Uha, False, _gen(R, R_off, a, kU[a], ku), False, 0.0, Ut[:ca])
-                _mm(1.0, Uhb, False, _gen(R, R_off, b, kU[b], ku), False, 0.0, Ut[ca:])
-                _mm(1.0, V2a, False, _gen(W, W_off, a, kV[a], kv), False, 0.0, Vt[:ca])
-                _mm(1.0, V2b, False, _gen(W, W_off, b, kV[b], kv), False, 0.0, Vt[ca:])
+            _node_block(node, left, right, c, kU, kV, off, dr, uh, v2, DR, UH, V2, D, D_off, U, U_off,
+                        V, V_off, R, R_off, W, W_off, B12, B12_off, B21, B21_off, A, Ut, Vt, T_ws)
             n_refl = 0
             if rr > 0 and ku > 0:
                 tQn = tq[off[TQ, node]:off[TQ, node + 1]]
@@ -601,35 +621,16 @@ def spd_factorize(tree, kU, mt, r, c, off, D, D_off, U, U_off, V, V_off, R, R_of
             A = A_ws[:m * m].reshape(m, m)
             Ut = Ut_ws[:m * ku].reshape(m, ku)
             Vt = Vt_ws[:m * ku].reshape(m, ku)
+            # symmetric: the column ranks are the row ranks (kU passed as kV)
+            _node_block(node, left, right, c, kU, kU, off, dr, uh, v2, S_DR, S_UH, S_V2, D, D_off, U,
+                        U_off, V, V_off, R, R_off, W, W_off, B12, B12_off, B21, B21_off, A, Ut, Vt, T_ws)
             a = left[node]
             if a < 0:
-                A[:, :] = _gen(D, D_off, node, m, m)
-                Ut[:, :] = _gen(U, U_off, node, m, ku)
-                Vt[:, :] = _gen(V, V_off, node, m, ku)
                 asym = _asym(A, A)
-                scale = _fro(A)
             else:
-                b = right[node]
                 ca = c[a]
-                cb = c[b]
-                A[:ca, :ca] = _blk(dr, off, S_DR, a, ca, ca)
-                A[ca:, ca:] = _blk(dr, off, S_DR, b, cb, cb)
-                Uha = _blk(uh, off, S_UH, a, ca, kU[a])
-                Uhb = _blk(uh, off, S_UH, b, cb, kU[b])
-                V2a = _blk(v2, off, S_V2, a, ca, kU[a])
-                V2b = _blk(v2, off, S_V2, b, cb, kU[b])
-                T = T_ws[:ca * kU[b]].reshape(ca, kU[b])
-                _mm(1.0, Uha, False, _gen(B12, B12_off, node, kU[a], kU[b]), False, 0.0, T)
-                _mm(1.0, T, False, V2b, True, 0.0, A[:ca, ca:])
-                T = T_ws[:cb * kU[a]].reshape(cb, kU[a])
-                _mm(1.0, Uhb, False, _gen(B21, B21_off, node, kU[b], kU[a]), False, 0.0, T)
-                _mm(1.0, T, False, V2a, True, 0.0, A[ca:, :ca])
                 asym = np.sqrt(2.0) * _asym(A[:ca, ca:], A[ca:, :ca])
-                scale = _fro(A)
-                _mm(1.0, Uha, False, _gen(R, R_off, a, kU[a], ku), False, 0.0, Ut[:ca])
-                _mm(1.0, Uhb, False, _gen(R, R_off, b, kU[b], ku), False, 0.0, Ut[ca:])
-                _mm(1.0, V2a, False, _gen(W, W_off, a, kU[a], ku), False, 0.0, Vt[:ca])
-                _mm(1.0, V2b, False, _gen(W, W_off, b, kU[b], ku), False, 0.0, Vt[ca:])
+            scale = _fro(A)
             if asym > sym_tol * scale:
                 return bufs, node, 3, asym / scale, 0.0, worst_node, worst
             # the symmetric part of the node's block

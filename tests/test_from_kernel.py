@@ -418,6 +418,28 @@ def test_vectorised_evaluation_matches_the_scalar_kernel(d, rng):
     np.testing.assert_array_equal(Y, Y0)
 
 
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_algebraic_block_is_the_scalar_kernel_bit_for_bit(d, rng):
+    """The one-pass route of the kinds without exp or log equals the scalar loop exactly.
+
+    sqrt and division are correctly rounded and the squared distances are summed in the same
+    order, so nothing may differ; zero distances (p1), symmetry and untouched inputs included.
+    """
+    from hssalg._kernels import kernels as ck
+    X, Y = rng.random((7, d)), rng.random((9, d))
+    Y[4] = X[2]
+    X0, Y0 = X.copy(), Y.copy()
+    for kind in (ck.IMQ, ck.LAPLACE1, ck.LAPLACE3):
+        K = ck.algebraic_block(kind, 2.0, 0.5, X, Y)
+        np.testing.assert_array_equal(K, ck.block(kind, 2.0, 0.5, X, Y))
+        np.testing.assert_array_equal(K, ck.algebraic_block(kind, 2.0, 0.5, Y, X).T)
+    assert ck.algebraic_block(ck.LAPLACE3, 0.0, 0.5, X, Y)[2, 4] == 0.5
+    with pytest.raises(ValueError):
+        ck.algebraic_block(ck.GAUSSIAN, 2.0, 0.5, X, Y)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(Y, Y0)
+
+
 def test_public_api_returns_the_matrix_with_its_record():
     import hssalg as hs
     pts = np.random.default_rng(4).random((700, 2))

@@ -23,17 +23,24 @@ row, not from the block row itself:
   sqrt(far points / proxies) and near columns by sqrt(points / candidates)
   so that the relative truncation sees the mass they stand for.
 
-The ID of a node is a column-pivoted QR of the (transposed) sample; a tall
-sample is first reduced by a sparse sign sketch to twice the number of
-candidates, so a node costs O(c N) for the sketch and O(c^3) for the QR, with
-c candidates and N sampled columns. Above the leaves, where the ranks are known
-to shrink relative to the candidates, the sketch is cut to the expected rank
-plus an oversampling of 48 rows (a randomised ID; the expected rank is the
-largest rank / candidates ratio of the level below, times 1.1): the pivoted
-QR then costs O(k^2 c) (3-D Laplace at n = 8192: build about 15% faster,
-ranks 4% lower, error 2.5e-7 instead of 1.0e-7 at rtol 1e-6). With 16 rows of
+The ID of a node is a rank-revealing pivoted QR of the (transposed) sample
+(LAPACK's column-pivoted QR for small ones; for large ones pivots from an LU
+of the sample, finished greedily: see :func:`_pivoted_qr`); a tall sample is
+first reduced by a sparse sign sketch to twice the number of candidates, so a
+node costs O(c N) for the sketch and O(c^3) for the QR, with c candidates and
+N sampled columns. Above the leaves, where the ranks are known to shrink
+relative to the candidates, the sketch is cut to the expected rank plus an
+oversampling of 48 rows (a randomised ID; the expected rank is the largest
+rank / candidates ratio of the level below, times 1.1): the pivoted QR then
+costs O(k^2 c) (3-D Laplace at n = 8192: build about 15% faster, ranks 4%
+lower, error 2.5e-7 instead of 1.0e-7 at rtol 1e-6). With 16 rows of
 oversampling the 2-D Gaussian error doubled (3.3e-7 -> 6.5e-7); 48 keeps it
-at 3.7e-7.
+at 3.7e-7. From 256 candidates on, that sketch size is used even where it
+exceeds the candidates (it is still below the 2c of the full route; 3-D
+Laplace at n = 16384: the levels 3 and 4 below the root, where the expected
+rank is 0.9 c, went from 2c to about 1.1 c rows, 4.0 -> 2.9 s; error 3.8e-7
+-> 4.0e-7 at rtol 1e-6). Smaller nodes (every node of the 2-D Gaussian)
+keep the full route there.
 
 For a symmetric kernel the bases are computed once (rows = columns) and the
 result stores them once: U = V and R = W share a buffer (HSSMatrix buffers
@@ -63,6 +70,7 @@ import numpy as np
 import scipy.linalg as sla
 from numba.core import config as _numba_config
 from scipy.linalg import blas as _blas
+from scipy.linalg import lapack as _lapack
 from threadpoolctl import threadpool_limits
 
 from . import _layout
@@ -96,6 +104,12 @@ _TRUNCATION = 0.5
 # rank / candidates ratio of the level below that sizes the sketch (ratios shrink upwards)
 _OVERSAMPLE = 48
 _RATIO_MARGIN = 1.1
+# pivoted QR of an ID (see _pivoted_qr): below this many rows or columns LAPACK's QRCP, above it
+# LU pivots with a greedy finish; the share of the LU order kept; the block size of the QR
+# (LAPACK's default 32 left it memory-bound: 17 Gflop/s; 128: 22)
+_LU_MIN = 256
+_LU_KEEP = 0.9
+_QR_BLOCK = 128
 
 
 @dataclass(frozen=True)
@@ -220,13 +234,91 @@ def _sparse_sign(blocks, ell, rng):
     return Z
 
 
+def _pivoted_qr(Y, tol, atol, max_rank):
+    """Rank-revealing QR ``Y[:, order] ≈ Q R`` of an m x c matrix, cut where the residual is small.
+
+    The rank k is the fewest leading columns (in ``order``) whose span leaves
+    every other column of Y with a residual norm at most
+    ``max(tol * (largest column norm of Y), atol)`` (at most ``max_rank``).
+    For a column-pivoted QR (QRCP) these residuals are its pivots |R[k, k]|,
+    so that is the classical rule "keep the pivots above tol |R[0, 0]|".
+
+    Small matrices (min(m, c) < _LU_MIN) take LAPACK's QRCP (geqp3): it is
+    mostly matrix-vector products (measured 6.6 Gflop/s on 1867 x 2435,
+    against 17 for an unpivoted QR and 43 for an LU). Larger ones take the
+    pivots mostly from an LU with partial pivoting of Y^T (Dong and Martinsson
+    2023: on a random sketch its pivots are about as good as QRCP's), then one
+    unpivoted QR of Y in that order (BLAS-3), whose residual column norms
+    (:func:`trailing_norms`) give the rank ``k_LU`` of that order exactly. LU
+    picks its pivots from one coordinate at a time, so its order ends a few
+    columns worse than QRCP's (3-D Laplace, c = 2435: k_LU = 1327 where QRCP
+    keeps 1278); the last columns are therefore chosen again greedily: the
+    first ``_LU_KEEP * k_LU`` of the LU order are kept and a QRCP of the
+    trailing block of R picks the rest (there, 1278 again, at 0.56 s instead
+    of 1.28 s).
+
+    Returns
+    -------
+    order : (c,) int64 array, a permutation of the columns
+    R : (k, c) upper trapezoidal factor of ``Y[:, order]``, rows cut at the rank
+    """
+    m, c = Y.shape
+    if min(m, c) < _LU_MIN:
+        if m > c:
+            # the triangle of an unpivoted QR has the same column norms and pivots (BLAS-3)
+            Y = sla.qr(Y, mode="r", check_finite=False)[0][:c]
+        R, order = sla.qr(Y, mode="r", pivoting=True, check_finite=False)
+        res = np.abs(np.diag(R))
+    else:
+        order = _lu_order(Y)
+        Z = np.asfortranarray(Y[:, order])
+        # R keeps LAPACK's reflectors below its diagonal: every use below reads the upper part only
+        R = _lapack.dgeqrt(min(_QR_BLOCK, m, c), Z, overwrite_a=True)[0][:min(m, c)]
+        res = _ck.trailing_norms(R)
+        if res.size and res[0] > 0.0:
+            k_lu = _rank(res, tol, atol, max_rank)
+            k0 = int(_LU_KEEP * k_lu)
+            R22, piv = sla.qr(np.triu(R[k0:, k0:]), mode="r", pivoting=True, check_finite=False)
+            order[k0:] = order[k0:][piv]
+            R[:k0, k0:] = R[:k0, k0:][:, piv]
+            R[k0:, k0:] = R22
+            res[k0:] = np.abs(np.diag(R22))
+    if res.size == 0 or res[0] == 0.0:
+        return order, R[:0]
+    k = _rank(res, tol, atol, max_rank)
+    return np.asarray(order, dtype=np.int64), R[:k]
+
+
+def _rank(res, tol, atol, max_rank):
+    """Fewest leading columns whose residuals ``res`` (non-increasing) fall to max(tol res[0], atol)."""
+    small = res <= max(tol * res[0], atol)
+    k = int(np.argmax(small)) if small.any() else res.size
+    return k if max_rank is None else min(k, max_rank)
+
+
+def _lu_order(Y):
+    """Column order of Y (m, c) from the row pivots of an LU with partial pivoting of Y^T.
+
+    Only the first min(m, c) positions are pivots; the rest is in the order
+    the row swaps left it.
+    """
+    piv = _lapack.dgetrf(Y.T)[1]          # 0-based row swaps: row i was swapped with row piv[i]
+    order = np.arange(Y.shape[1])
+    for i, p in enumerate(piv):
+        if p != i:
+            order[i], order[p] = order[p], order[i]
+    return order
+
+
 def _column_id(blocks, tol, atol, max_rank, rng, guess=None):
     """Column interpolative decomposition of a tall sample ``A = [A_1; A_2; ...]`` (N x c).
 
     Finds columns ``skel`` and P (c x k) with ``A ≈ A[:, skel] @ P^T``: the
-    skeleton rows of the kernel block whose transposed samples are A.
-    Pivots above ``max(tol * |r_00|, atol)`` of a column-pivoted QR are kept,
-    at most ``max_rank``.
+    skeleton rows of the kernel block whose transposed samples are A. The
+    rank is that of :func:`_pivoted_qr` on the (sketched) sample: the fewest
+    columns that leave every column of it with a residual at most
+    ``max(tol * (largest column norm), atol)`` (the pivots of a
+    column-pivoted QR above that bound), at most ``max_rank``.
 
     Two routes:
 
@@ -237,13 +329,15 @@ def _column_id(blocks, tol, atol, max_rank, rng, guess=None):
       interpolation coefficients are those of A up to the neglected tail).
       Costs O(N c) for the sketch and O(ell^2 c) for the QR. A rank found
       within ``_OVERSAMPLE`` of ell is not trusted (the sketch may have cut
-      it); ell is then doubled, up to the full route.
-    - *full* (no guess, or guess >= c): column-pivoted QR of A, after an
-      unpivoted QR that reduces a tall A to a c x c triangle (same column norms
-      and pivots; O(N c^2) in BLAS-3). When A is much taller than wide (N > 3c),
-      it is first sketched to 2c rows (cost O(N c), Tropp et al. 2017), which
-      preserves its column geometry up to a small distortion, so the QRs cost
-      O(c^3) instead of O(N c^2).
+      it); ell is then doubled, up to 2c rows. A sketch that would not be
+      shorter than A is not taken: A itself is.
+      (With at least ``_LU_MIN`` candidates the same holds for c <= guess <
+      2c: the sketch is cut to ``guess`` rows and doubled up to 2c.)
+    - *full* (no guess, or guess >= c for fewer than ``_LU_MIN``
+      candidates): pivoted QR of A itself. When A is much taller than wide
+      (N > 3c), it is first sketched to 2c rows (cost O(N c), Tropp et al.
+      2017), which preserves its column geometry up to a small distortion, so
+      the QRs cost O(c^3) instead of O(N c^2).
 
     Parameters
     ----------
@@ -260,35 +354,27 @@ def _column_id(blocks, tol, atol, max_rank, rng, guess=None):
     N = sum(A.shape[0] for A in blocks)
     if c == 0 or N == 0:
         return np.zeros(0, np.int64), np.zeros((c, 0))
-    ell = c if guess is None else int(guess)
+    if guess is None or (guess >= c and c < _LU_MIN):
+        guess = None
+        ell = 2 * c
+    else:
+        ell = min(int(guess), 2 * c)
     while True:
-        if ell < c and ell < N:
-            A = _sparse_sign(blocks, ell, rng)
+        if ell >= N or (guess is None and N <= 3 * c):
+            Y, exact = (np.vstack(blocks) if len(blocks) > 1 else blocks[0]), True
         else:
-            ell = c
-            if N > 3 * c:
-                A = _sparse_sign(blocks, 2 * c, rng)
-            else:
-                A = np.vstack(blocks) if len(blocks) > 1 else blocks[0]
-            if A.shape[0] > c:
-                A = sla.qr(A, mode="r", check_finite=False)[0][:c]
-        R, piv = sla.qr(A, mode="r", pivoting=True, check_finite=False)
-        diag = np.abs(np.diag(R))
-        if diag.size == 0 or diag[0] == 0.0:
-            return np.zeros(0, np.int64), np.zeros((c, 0))
-        small = diag <= max(tol * diag[0], atol)
-        k = int(np.argmax(small)) if small.any() else diag.size
-        if max_rank is not None:
-            k = min(k, max_rank)
-        if ell == c or k + _OVERSAMPLE <= ell:
+            Y, exact = _sparse_sign(blocks, ell, rng), False
+        order, R = _pivoted_qr(Y, tol, atol, max_rank)
+        k = R.shape[0]
+        if exact or ell == 2 * c or k + _OVERSAMPLE <= ell:
             break
-        ell = 2 * ell
+        ell = min(2 * ell, 2 * c)
     P = np.zeros((c, k))
-    P[piv[:k], np.arange(k)] = 1.0
-    if k < c:
-        T = sla.solve_triangular(R[:k, :k], R[:k, k:], check_finite=False)
-        P[piv[k:]] = T.T
-    return np.asarray(piv[:k], dtype=np.int64), P
+    P[order[:k], np.arange(k)] = 1.0
+    if 0 < k < c:
+        T = sla.solve_triangular(R[:, :k], R[:, k:], check_finite=False)
+        P[order[k:]] = T.T
+    return order[:k], P
 
 
 # -- the builder -------------------------------------------------------------------------

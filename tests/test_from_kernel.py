@@ -552,3 +552,60 @@ def test_short_sketch_id_matches_the_full_one(rng):
         s, P = _column_id(blocks, 1e-9, 0.0, None, np.random.default_rng(0), guess)
         assert s.size == s_full.size == rank
         assert np.linalg.norm(A - A[:, s] @ P.T) <= 1e-8 * np.linalg.norm(A)
+
+
+def test_trailing_norms_are_the_residuals_of_the_leading_columns(rng):
+    """res[k] = largest ||R[k:, j]|| over j >= k, from the upper part only (reflectors below ignored)."""
+    from hssalg._kernels.kernels import trailing_norms
+    for m, c in ((9, 6), (5, 8)):
+        R = rng.standard_normal((m, c))
+        R0 = R.copy()
+        U = np.triu(R)
+        want = [max(np.linalg.norm(U[k:, j]) for j in range(k, c)) for k in range(min(m, c))]
+        np.testing.assert_allclose(trailing_norms(R), want, rtol=1e-14)
+        np.testing.assert_array_equal(R, R0)
+
+
+@pytest.mark.parametrize("lu_min", [10**9, 16])          # LAPACK's QRCP; LU pivots, greedy finish
+@pytest.mark.parametrize("shape", [(60, 90), (90, 60)])
+def test_pivoted_qr_keeps_the_fewest_columns_within_the_tolerance(lu_min, shape, rng, monkeypatch):
+    """Y[:, order] = Q R with R cut at the rank k: the first k columns leave every column a
+    residual <= tol * (largest column norm), and k - 1 would not (the rule of a QRCP's pivots)."""
+    import hssalg._from_kernel as fk
+    monkeypatch.setattr(fk, "_LU_MIN", lu_min)
+    m, c = shape
+    Y = (rng.standard_normal((m, 40)) * np.logspace(0, -12, 40)) @ rng.standard_normal((40, c))
+    Y0 = Y.copy()
+    tol = 1e-7
+    order, R = fk._pivoted_qr(Y, tol, 0.0, None)
+    np.testing.assert_array_equal(Y, Y0)
+    assert sorted(order) == list(range(c))
+    k = R.shape[0]
+    Z = Y[:, order]
+    thr = tol * np.linalg.norm(Y, axis=0).max()
+
+    def worst_residual(j):
+        Q = np.linalg.qr(Z[:, :j])[0] if j else np.zeros((m, 0))
+        return np.linalg.norm(Z - Q @ (Q.T @ Z), axis=0).max()
+
+    assert 0 < k < 40
+    assert worst_residual(k) <= thr * (1 + 1e-6)
+    assert worst_residual(k - 1) > thr * (1 - 1e-6)
+    # R is the triangular factor of the kept columns: R^T R = Z^T Z on them
+    Rk = np.triu(R[:, :k])
+    np.testing.assert_allclose(Rk.T @ Rk, Z[:, :k].T @ Z[:, :k], atol=1e-12 * np.linalg.norm(Y) ** 2)
+    np.testing.assert_allclose(Rk.T @ R[:, k:], Z[:, :k].T @ Z[:, k:], atol=1e-12 * np.linalg.norm(Y) ** 2)
+    assert fk._pivoted_qr(Y, tol, 0.0, 5)[1].shape[0] == 5          # max_rank caps it
+
+
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("name", sorted(ALL_KERNELS))
+def test_lu_pivoted_ids_keep_the_error_bound(name, d, monkeypatch):
+    """Every node on the route of large nodes (LU pivots, greedy finish, guess-sized sketches):
+    the same accuracy and estimate checks as for the default route."""
+    import hssalg._from_kernel as fk
+    monkeypatch.setattr(fk, "_LU_MIN", 8)
+    pts = np.random.default_rng(d).random((N, d))
+    k = ALL_KERNELS[name]
+    H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6)
+    _check(H, info, k.matrix(pts), 1e-6)

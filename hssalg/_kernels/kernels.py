@@ -14,6 +14,10 @@ entry points:
 - :func:`block` returns the (p, q) block ``phi(|x_i - y_j|)`` in one scalar
   loop: the reference the two routes above are tested against.
 
+Two helpers of the interpolative decompositions of
+:mod:`hssalg._from_kernel` live here too: :func:`sparse_sign_apply` (a sparse
+sketch) and :func:`trailing_norms` (the residuals that decide a rank).
+
 The squared distance is summed over the coordinates in order in all three, so
 the routes agree bit for bit wherever phi is made of correctly rounded
 operations (sqrt, division), and a block is exactly symmetric in X, Y. Large
@@ -249,3 +253,39 @@ def sparse_sign_apply(At, cols, signs, ell):
             for i in range(c):
                 Z[r, i] += s * At[j, i]
     return Z
+
+
+@njit(cache=True)
+def trailing_norms(R):
+    """Largest residual column norm of an upper trapezoidal R after each number of leading columns.
+
+    With ``A[:, order] = Q R`` (R upper trapezoidal, columns in some pivot
+    order), the residual of column j after projecting A on its first k
+    columns has norm ``||R[k:, j]||``; this returns, for every k, the largest
+    of them over the columns not yet taken (j >= k). For the R of a
+    column-pivoted QR these are the |R[k, k]|; for any other order they are
+    the error of keeping the first k columns, which is what a rank decision
+    needs. Squares of the entries are summed from the bottom, so nothing
+    cancels (a residual of 1e-12 of the column norms is as accurate as the
+    entries).
+
+    Parameters
+    ----------
+    R : (m, c) float64 array, upper trapezoidal (entries below the diagonal ignored)
+
+    Returns
+    -------
+    res : (min(m, c),) float64 array, non-increasing
+    """
+    m, c = R.shape
+    kmax = min(m, c)
+    tail = np.zeros(c)              # tail[j] = sum_{i >= k} R[i, j]^2 for the current k
+    res = np.empty(kmax)
+    for k in range(kmax - 1, -1, -1):
+        best = 0.0
+        for j in range(k, c):
+            t = tail[j] + R[k, j] * R[k, j]
+            tail[j] = t
+            best = max(best, t)
+        res[k] = math.sqrt(best)
+    return res

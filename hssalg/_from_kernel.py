@@ -108,6 +108,9 @@ _RATIO_MARGIN = 1.1
 # LU pivots with a greedy finish; the share of the LU order kept; the block size of the QR
 # (LAPACK's default 32 left it memory-bound: 17 Gflop/s; 128: 22)
 _LU_MIN = 256
+# largest estimated RMS singular value of Q^T Q - I accepted from one pass of Cholesky QR
+# (Householder's is about 1e-15)
+_ORTH_TOL = 4e-15
 _LU_KEEP = 0.9
 _QR_BLOCK = 128
 
@@ -684,6 +687,55 @@ def _qr(M):
     return sla.qr(M, mode="economic", check_finite=False)
 
 
+def _qr_tall(M):
+    """Economic QR ``M = Q T`` of a tall r x k matrix (r >= k) of full column rank.
+
+    Below ``_LU_MIN`` columns: Householder (:func:`_qr`). From there on
+    Cholesky QR (Fukaya, Nakatsukasa, Yanagisawa and Yamamoto 2014):
+    ``T = chol(M^T M)``, ``Q = M T^{-1}``, a rank-k update and a triangular
+    solve, both BLAS-3 at full speed (2435 x 1281: 0.20 s against 0.35 s for
+    LAPACK's geqrf + orgqr). Its loss of orthogonality grows like
+    ``eps cond(M)^2``; the interpolation matrices of this module contain
+    identity rows, so ``sigma_min(M) >= 1`` and their condition numbers
+    stay small (measured at most 40: 3-D Laplace, n = 8192), and Q is then
+    as orthonormal as Householder's (RMS singular value of ``Q^T Q - I``
+    1.5e-15 against 1.1e-15). That is checked, not assumed: 8 random probes
+    x estimate ``||Q^T Q - I||_F / sqrt(k)`` (the expected value of
+    ``||(Q^T Q - I) x|| / ||x||``); above ``_ORTH_TOL`` a second pass
+    (CholeskyQR2, orthonormal to rounding for cond(M) < 1e8, Yamamoto et
+    al. 2015) is taken, and Householder where a Cholesky factorisation fails
+    or the second pass is still not orthonormal enough.
+    """
+    r, k = M.shape
+    if k < _LU_MIN or r < k:
+        return _qr(M)
+    X = np.random.default_rng(k).standard_normal((k, 8))
+    Q, T = _cholesky_qr(M)
+    if Q is not None and not _orthonormal_enough(Q, X):
+        Q, T2 = _cholesky_qr(Q)
+        if Q is not None:
+            T = _tri_left(T2, T)
+            if not _orthonormal_enough(Q, X):
+                Q = None
+    return (Q, T) if Q is not None else _qr(M)
+
+
+def _orthonormal_enough(Q, X):
+    """Whether ``||(Q^T Q - I) X|| <= _ORTH_TOL ||X||`` for the random probes X (k, s)."""
+    return np.linalg.norm(Q.T @ (Q @ X) - X) <= _ORTH_TOL * np.linalg.norm(X)
+
+
+def _cholesky_qr(M):
+    """One pass of Cholesky QR of a tall C-ordered M (r, k): (Q, T), or (None, None) if M^T M is not positive definite."""
+    Mt = M.T                                  # (k, r), Fortran-ordered: BLAS takes it without a copy
+    G = _blas.dsyrk(1.0, Mt, trans=0, lower=0)
+    T, info = _lapack.dpotrf(G, lower=0, clean=1, overwrite_a=1)
+    if info != 0:
+        return None, None
+    Qt = _blas.dtrsm(1.0, T, Mt, side=0, lower=0, trans_a=1)     # T^{-T} M^T = Q^T
+    return np.ascontiguousarray(Qt.T), T
+
+
 def _orthonormal_bases(tree, interp):
     """Orthonormal nested bases from interpolative ones, bottom-up.
 
@@ -707,14 +759,14 @@ def _orthonormal_bases(tree, interp):
     for lvl in range(tree.depth, 0, -1):
         for i in range(tree.level_ptr[lvl], tree.level_ptr[lvl + 1]):
             if left[i] < 0:
-                basis[i], T[i] = _qr(interp[i])
+                basis[i], T[i] = _qr_tall(interp[i])
             else:
                 a, b = left[i], right[i]
                 ka = T[a].shape[0]            # P has k_a + k_b rows
                 M = np.empty(interp[i].shape)
                 M[:ka] = _tri_left(T[a], interp[i][:ka])
                 M[ka:] = _tri_left(T[b], interp[i][ka:])
-                Q, T[i] = _qr(M)
+                Q, T[i] = _qr_tall(M)
                 transfer[a], transfer[b] = Q[:ka], Q[ka:]
             interp[i] = None                  # consumed: lowers the peak memory of the build
     return basis, transfer, T

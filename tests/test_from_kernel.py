@@ -609,3 +609,22 @@ def test_lu_pivoted_ids_keep_the_error_bound(name, d, monkeypatch):
     k = ALL_KERNELS[name]
     H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6)
     _check(H, info, k.matrix(pts), 1e-6)
+
+
+@pytest.mark.parametrize("cond", [2.0, 1e5, 1e12])
+def test_tall_qr_is_orthonormal_and_exact(cond, rng, monkeypatch):
+    """Cholesky QR of a well-conditioned tall matrix, its second pass (past the orthogonality
+    check) on an ill-conditioned one and Householder on a nearly singular one: Q^T Q = I and
+    Q T = M to rounding, T upper triangular."""
+    import hssalg._from_kernel as fk
+    monkeypatch.setattr(fk, "_LU_MIN", 8)
+    r, k = 300, 40
+    U = np.linalg.qr(rng.standard_normal((r, k)))[0]
+    V = np.linalg.qr(rng.standard_normal((k, k)))[0]
+    M = (U * np.logspace(0, np.log10(cond), k)) @ V
+    M0 = M.copy()
+    Q, T = fk._qr_tall(M)
+    np.testing.assert_array_equal(M, M0)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(k), atol=1e-13)
+    np.testing.assert_allclose(Q @ T, M, atol=1e-13 * cond)
+    np.testing.assert_array_equal(T, np.triu(T))

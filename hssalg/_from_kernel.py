@@ -78,7 +78,7 @@ from ._kernels import kernels as _ck
 from ._progress import Progress
 from ._validation import check_nonnegative, check_optional_rank, check_positive_int, check_tolerance
 from .arithmetic import _left_svd
-from .kernels import as_kernel, as_points
+from .kernels import _ALGEBRAIC, _DistanceKernel, as_kernel, as_points
 from .matrix import HSSMatrix
 from .tree import ClusterTree
 
@@ -213,28 +213,75 @@ class _Proxies:
 
 # -- interpolative decomposition -------------------------------------------------------
 
-def _sparse_sign(blocks, ell, rng):
-    """``S^T [A_1; A_2; ...]`` for an (N, ell) sparse sign embedding S.
+def _sign_pattern(N, ell, rng):
+    """Non-zeros of an (N, ell) sparse sign embedding: ``S[i, cols[i, t]] = signs[i, t]``.
 
-    Each row of S has _ZETA entries +-1/sqrt(zeta) in random columns (repeats
-    add up, harmless for an embedding). The blocks are sketched one by one, so
-    the tall sample is never concatenated.
+    Each row has zeta = min(_ZETA, ell) entries +-1/sqrt(zeta) in random
+    columns (repeats add up, harmless for an embedding).
+    """
+    zeta = min(_ZETA, ell)
+    cols = rng.integers(0, ell, size=(N, zeta))
+    signs = np.where(rng.random((N, zeta)) < 0.5, -1.0, 1.0) / np.sqrt(zeta)
+    return cols, signs
+
+
+def _sparse_sign(blocks, ell, rng):
+    """``S^T [A_1; A_2; ...]`` for an (N, ell) sparse sign embedding S (see :func:`_sign_pattern`).
+
+    The blocks are sketched one by one, so the tall sample is never
+    concatenated.
     """
     c = blocks[0].shape[1]
-    zeta = min(_ZETA, ell)
     Z = np.zeros((ell, c))
     for A in blocks:
         N = A.shape[0]
         if N == 0:
             continue
-        cols = rng.integers(0, ell, size=(N, zeta))
-        signs = np.where(rng.random((N, zeta)) < 0.5, -1.0, 1.0) / np.sqrt(zeta)
+        cols, signs = _sign_pattern(N, ell, rng)
         if _numba_config.DISABLE_JIT:
             # the same sum with numpy: interpreted loops would take minutes here
             np.add.at(Z, cols.ravel(), (signs[:, :, None] * A[:, None, :]).reshape(-1, c))
         else:
             Z += _ck.sparse_sign_apply(np.ascontiguousarray(A), cols, signs, ell)
     return Z
+
+
+class _AlgebraicSample:
+    """The transposed sample ``[w_1 K(X_1, Xc); w_2 K(X_2, Xc); ...]`` of a kernel without exp or log, unevaluated.
+
+    A sketch of it is evaluated on the fly (:func:`hssalg._kernels.kernels.algebraic_sketch`),
+    with the same random signs as :func:`_sparse_sign` would draw for the
+    evaluated blocks; :meth:`blocks` evaluates it where the ID wants the
+    sample itself.
+
+    Parameters
+    ----------
+    kind, p0, p1 : the kernel (IMQ, LAPLACE1 or LAPLACE3)
+    parts : list of ((N_i, d) points, (N_i,) weights)
+    Xc : (c, d) points of the candidates
+    """
+
+    def __init__(self, kind, p0, p1, parts, Xc):
+        self.kind, self.p0, self.p1 = kind, p0, p1
+        self.parts = [(np.ascontiguousarray(X), np.asarray(w, dtype=np.float64)) for X, w in parts]
+        self.Xc = np.ascontiguousarray(Xc)
+        self.shape = (sum(X.shape[0] for X, _ in self.parts), self.Xc.shape[0])
+
+    def blocks(self):
+        """The weighted blocks, evaluated: list of (N_i, c) arrays."""
+        return [_ck.algebraic_block(self.kind, self.p0, self.p1, X, self.Xc) * w[:, None] for X, w in self.parts]
+
+    def sketch(self, ell, rng):
+        """``S^T A`` (ell, c), the sample never formed."""
+        parts = [(X, w) for X, w in self.parts if X.shape[0]]
+        if not parts:
+            return np.zeros((ell, self.shape[1]))
+        pattern = [_sign_pattern(X.shape[0], ell, rng) for X, _ in parts]
+        X = np.concatenate([X for X, _ in parts])
+        w = np.concatenate([w for _, w in parts])
+        cols = np.concatenate([p[0] for p in pattern])
+        signs = np.concatenate([p[1] for p in pattern])
+        return _ck.algebraic_sketch(self.kind, self.p0, self.p1, X, w, self.Xc, cols, signs, ell)
 
 
 def _pivoted_qr(Y, tol, atol, max_rank, expected_rank=None):
@@ -356,7 +403,8 @@ def _column_id(blocks, tol, atol, max_rank, rng, guess=None):
 
     Parameters
     ----------
-    blocks : list of (N_i, c) ndarrays
+    blocks : list of (N_i, c) ndarrays, or an :class:`_AlgebraicSample`
+        (sketched without being formed)
     guess : int, optional
         Sketch size to try first: the expected rank plus oversampling.
 
@@ -365,8 +413,8 @@ def _column_id(blocks, tol, atol, max_rank, rng, guess=None):
     skel : (k,) int64 array of column indices
     P : (c, k) ndarray, the identity on the rows ``skel``
     """
-    c = blocks[0].shape[1]
-    N = sum(A.shape[0] for A in blocks)
+    lazy = isinstance(blocks, _AlgebraicSample)
+    N, c = blocks.shape if lazy else (sum(A.shape[0] for A in blocks), blocks[0].shape[1])
     if c == 0 or N == 0:
         return np.zeros(0, np.int64), np.zeros((c, 0))
     if guess is None or (guess >= c and c < _LU_MIN):
@@ -377,7 +425,10 @@ def _column_id(blocks, tol, atol, max_rank, rng, guess=None):
         expected = int(guess) - _OVERSAMPLE
     while True:
         if ell >= N or (guess is None and N <= 3 * c):
-            Y, exact = (np.vstack(blocks) if len(blocks) > 1 else blocks[0]), True
+            dense = blocks.blocks() if lazy else blocks
+            Y, exact = (np.vstack(dense) if len(dense) > 1 else dense[0]), True
+        elif lazy:
+            Y, exact = blocks.sketch(ell, rng), False
         else:
             Y, exact = _sparse_sign(blocks, ell, rng), False
         order, R = _pivoted_qr(Y, tol, atol, max_rank, expected)
@@ -579,6 +630,12 @@ def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress):
         evals += X.shape[0] * J.size
         return kernel._eval(X, P[J])
 
+    # a symmetric kernel without exp or log: its samples are sketched as they are evaluated
+    # (never formed; 3-D Laplace n = 16384: 2.9 -> 1.9 s for kernel evaluation and sketches)
+    algebraic = (symmetric and isinstance(kernel, _DistanceKernel) and not _numba_config.DISABLE_JIT
+                 and kernel._params(d)[0] in _ALGEBRAIC)
+    params = kernel._params(d) if algebraic else None
+
     cand_r = [None] * n_nodes          # candidate points (tree-order indices) of each node
     cand_c = [None] * n_nodes
     skel_r = [None] * n_nodes
@@ -618,16 +675,22 @@ def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress):
             cols = [cand_c[f] for f in near]
             J = np.concatenate(cols) if cols else np.zeros(0, np.int64)
             wJ = np.repeat((w_front if symmetric else w_front_c)[meets], [c.size for c in cols])
-            if symmetric:
-                near_t, far_t = K(J, cand_r[i]), Kxt(X, cand_r[i])
+            if algebraic:
+                # J never meets cand_r[i] (other nodes' candidates): no shift in this block
+                sample = _AlgebraicSample(*params, [(P[J], wJ), (X, np.full(X.shape[0], w_far))], P[cand_r[i]])
+                evals += sample.shape[0] * sample.shape[1]
             else:
-                near_t, far_t = K(cand_r[i], J).T, Kx(cand_r[i], X).T
-            near_t *= wJ[:, None]
-            far_t *= w_far
+                if symmetric:
+                    near_t, far_t = K(J, cand_r[i]), Kxt(X, cand_r[i])
+                else:
+                    near_t, far_t = K(cand_r[i], J).T, Kx(cand_r[i], X).T
+                near_t *= wJ[:, None]
+                far_t *= w_far
+                sample = [near_t, far_t]
             # sketch size of a short-sketch ID, from the rank ratio below (leaves: full route)
             c_i = cand_r[i].size
             guess = None if is_leaf[i] else int(np.ceil(_RATIO_MARGIN * ratio * c_i)) + _OVERSAMPLE
-            s, Pi = _column_id([near_t, far_t], tol, atol, max_rank, rng, guess)
+            s, Pi = _column_id(sample, tol, atol, max_rank, rng, guess)
             skel_r[i], interp_r[i] = cand_r[i][s], Pi
             next_ratio = max(next_ratio, s.size / max(c_i, 1))
             if symmetric:

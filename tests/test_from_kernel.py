@@ -628,3 +628,24 @@ def test_tall_qr_is_orthonormal_and_exact(cond, rng, monkeypatch):
     np.testing.assert_allclose(Q.T @ Q, np.eye(k), atol=1e-13)
     np.testing.assert_allclose(Q @ T, M, atol=1e-13 * cond)
     np.testing.assert_array_equal(T, np.triu(T))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_sketch_of_an_unformed_sample_is_the_sketch_of_the_sample(d, rng):
+    """_AlgebraicSample.sketch (the block evaluated row by row inside the sketch) equals the
+    sparse sign sketch of its evaluated, weighted blocks with the same random stream."""
+    from hssalg._from_kernel import _AlgebraicSample, _sparse_sign
+    from hssalg._kernels import kernels as ck
+    parts = [(rng.random((30, d)), rng.random(30)), (rng.random((0, d)), np.zeros(0)),
+             (rng.random((11, d)), np.full(11, 2.5))]
+    Xc = rng.random((9, d))
+    parts[0][0][3] = Xc[4]                       # a zero distance: p1
+    for kind in (ck.IMQ, ck.LAPLACE1, ck.LAPLACE3):
+        S = _AlgebraicSample(kind, 0.3, 0.7, parts, Xc)
+        assert S.shape == (41, 9)
+        for ell in (4, 12):
+            Z = S.sketch(ell, np.random.default_rng(5))
+            ref = _sparse_sign(S.blocks(), ell, np.random.default_rng(5))
+            np.testing.assert_allclose(Z, ref, rtol=1e-13, atol=1e-13 * np.abs(ref).max())
+        np.testing.assert_allclose(S.blocks()[0], ck.block(kind, 0.3, 0.7, parts[0][0], Xc) * parts[0][1][:, None],
+                                   rtol=1e-15)

@@ -463,12 +463,14 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
         Largest number of points in a leaf of the geometric tree
         (``ClusterTree.from_points``).
     rtol : float in [0, 1]
-        Relative tolerance. Each node's skeleton keeps the interpolation
-        pivots above ``0.1 * rtol`` times the largest; the resulting error
-        ``||H - K||_F / ||K||_F`` is typically 0.01 to 1 times ``rtol`` (see
-        Notes for the check).
+        Relative tolerance. Each node's skeleton is the fewest of its
+        candidates (in a pivot order) whose sampled rows leave every other
+        one a residual of at most ``0.1 * rtol`` times the largest row norm
+        (for a column-pivoted QR: the pivots above ``0.1 * rtol`` times the
+        largest); the resulting error ``||H - K||_F / ||K||_F`` is typically
+        0.01 to 1 times ``rtol`` (see Notes for the check).
     atol : float >= 0
-        Pivots below ``atol`` (in the units of the weighted samples) are dropped too.
+        Residuals below ``atol`` (in the units of the weighted samples) count as zero too.
     max_rank : int, optional
         Upper bound on every node's rank (the error estimate then tells what it cost).
     seed : int

@@ -58,7 +58,9 @@ be sampled. But the HSS format of this library is orthonormal (``from_dense``,
 the ULV factorisation and recompression are written for orthonormal U, V), so
 the interpolative generators are finally orthonormalised bottom-up (QR of each
 leaf U and of each stacked [T_a R_a; T_b R_b], couplings multiplied by the
-triangular factors), in O(n k^2), without changing the matrix.
+triangular factors), in O(n k^2), without changing the matrix. The stacks
+contain identity rows and are well conditioned, so the large ones are
+factored by Cholesky QR, checked (see :func:`_qr_tall`).
 
 An a-posteriori error estimate is computed at the end (see :func:`from_kernel`).
 """
@@ -108,11 +110,11 @@ _RATIO_MARGIN = 1.1
 # LU pivots with a greedy finish; the share of the LU order kept; the block size of the QR
 # (LAPACK's default 32 left it memory-bound: 17 Gflop/s; 128: 22)
 _LU_MIN = 256
-# largest estimated RMS singular value of Q^T Q - I accepted from one pass of Cholesky QR
-# (Householder's is about 1e-15)
-_ORTH_TOL = 4e-15
 _LU_KEEP = 0.9
 _QR_BLOCK = 128
+# largest estimated RMS singular value of Q^T Q - I accepted from one pass of Cholesky QR
+# (Householder's is about 1e-15); bases with fewer than _LU_MIN columns take Householder
+_ORTH_TOL = 4e-15
 
 
 @dataclass(frozen=True)
@@ -633,7 +635,7 @@ def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress):
         return kernel._eval(X, P[J])
 
     # a symmetric kernel without exp or log: its samples are sketched as they are evaluated
-    # (never formed; 3-D Laplace n = 16384: 2.9 -> 1.9 s for kernel evaluation and sketches)
+    # (never formed; 3-D Laplace n = 16384: kernel evaluation and sketches about 3 -> 2 s CPU)
     algebraic = (symmetric and isinstance(kernel, _DistanceKernel) and not _numba_config.DISABLE_JIT
                  and kernel._params(d)[0] in _ALGEBRAIC)
     params = kernel._params(d) if algebraic else None
@@ -819,7 +821,7 @@ def _orthonormal_enough(Q, X):
 
 
 def _cholesky_qr(M):
-    """One pass of Cholesky QR of a tall C-ordered M (r, k): (Q, T), or (None, None) if M^T M is not positive definite."""
+    """One pass of Cholesky QR of a tall C-ordered M (r, k): (Q, T), or (None, None) if M^T M is not definite."""
     Mt = M.T                                  # (k, r), Fortran-ordered: BLAS takes it without a copy
     G = _blas.dsyrk(1.0, Mt, trans=0, lower=0)
     T, info = _lapack.dpotrf(G, lower=0, clean=1, overwrite_a=1)

@@ -46,9 +46,12 @@ def test_p2_poisson_green_recovered_exactly_from_max_m_4_plus_2_samples(n, leaf,
     X = np.random.default_rng(seed).standard_normal((N, n))
     H = fit_linear_exact(X, X @ G.T, tree, rank=2)
     assert H.max_rank <= 2
-    # products of pseudo-inverses of Gaussian blocks through O(depth) levels: well
-    # conditioned with overwhelming probability, observed errors are ~1e-15
-    assert hs.testing.relative_error(H, G) <= EXACT
+    # exact in exact arithmetic; in floating point the rounding of the data X G^T is
+    # amplified by an amount that depends on the draw. Measured at n = 100, leaf 1, seeds
+    # 0-299: median 2.7e-14, maximum 3.2e-11, 7 of 300 above 1e-12 (hypothesis found
+    # seed 413: 1.5e-12). Recovery from samples is P6, so P6's bound of issue 5 applies:
+    # 1e-8, where the representability test above keeps 1e-12
+    assert hs.testing.relative_error(H, G) <= 1e-8
 
 
 # -- P3: convolutions ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import numpy as np
 
 import hssalg
 from hssalg import _from_matvec as _lm
+from hssalg._validation import as_finite_array
 
 __all__ = ["fit_linear_exact", "min_samples_exact"]
 
@@ -65,21 +66,13 @@ def _as_pairs(X, Y, n, names):
     nx, ny = names
     out = []
     for name, a in ((nx, X), (ny, Y)):
-        arr = np.asarray(a)
-        if arr.dtype.kind == "c":
-            raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
-        if arr.dtype.kind not in "fiub":
-            raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D array (N samples, n), got shape {arr.shape}")
-        if arr.shape[1] != n:
-            raise ValueError(f"{name} has {arr.shape[1]} columns but the tree has n = {n} indices; "
+        shape = np.shape(a)
+        if len(shape) != 2:
+            raise ValueError(f"{name} must be a 2-D array (N samples, n), got shape {shape}")
+        if shape[1] != n:
+            raise ValueError(f"{name} has {shape[1]} columns but the tree has n = {n} indices; "
                              f"{name} must have shape (N, {n}), one sample per row")
-        arr = np.asarray(arr, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
-            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            raise ValueError(f"{name} contains {bad} non-finite entr{'y' if bad == 1 else 'ies'} (NaN or inf)")
-        out.append(arr)
+        out.append(as_finite_array(a, name, dtype=np.float64))
     if out[0].shape[0] != out[1].shape[0]:
         raise ValueError(f"{nx} has {out[0].shape[0]} samples (rows) but {ny} has {out[1].shape[0]}")
     return out

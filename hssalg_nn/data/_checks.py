@@ -8,6 +8,8 @@ import numbers
 
 import numpy as np
 
+from hssalg._validation import as_finite_array
+
 
 def check_int(value, name, minimum):
     """Return ``value`` as an int, or raise if it is not an integer ``>= minimum``."""
@@ -53,17 +55,10 @@ def as_block(F, n, name="F"):
     was_vector : bool
         True when ``F`` was one sample of shape (n,).
     """
-    arr = np.asarray(F)
-    if arr.dtype.kind == "c":
-        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.ndim not in (1, 2) or arr.shape[-1] != n:
+    shape = np.shape(F)
+    if len(shape) not in (1, 2) or shape[-1] != n:
         raise ValueError(f"{name} must have shape ({n},) or (N, {n}) with one sample per row, "
-                         f"got shape {arr.shape}")
-    arr = np.asarray(arr, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} must be finite, got {bad} non-finite entries")
+                         f"got shape {shape}")
+    arr = as_finite_array(F, name, dtype=np.float64)
     was_vector = arr.ndim == 1
     return (arr.reshape(1, n) if was_vector else arr), was_vector

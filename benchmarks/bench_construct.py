@@ -1,7 +1,8 @@
 """from_kernel on large point sets, against from_dense on the same matrices.
 
 Run:  python benchmarks/bench_construct.py [--threads 1] [--max-log2n 17] [--laplace-max-log2n 14]
-          [--laplace-min-log2n 12] [--recompress] [--true-error-max-log2n 16] [--skip-dense] [--sweep]
+          [--laplace-min-log2n 12] [--recompress] [--basis {interpolative,orthonormal}]
+          [--true-error-max-log2n 16] [--skip-dense] [--sweep]
 
 Two problems, rtol 1e-6, leaf 64, seed 0:
 
@@ -54,6 +55,8 @@ from hssalg import kernels    # noqa: E402
 _extra = argparse.ArgumentParser()
 _extra.add_argument("--laplace-max-log2n", type=int, default=14)
 _extra.add_argument("--recompress", action="store_true", help="build with recompress=True")
+_extra.add_argument("--basis", choices=["interpolative", "orthonormal"], default=None,
+                    help="from_kernel's basis (default: interpolative, orthonormal with --recompress)")
 _extra.add_argument("--true-error-max-log2n", type=int, default=16,
                     help="largest n whose true error is measured by exact products (O(n^2))")
 _extra.add_argument("--laplace-min-log2n", type=int, default=12)
@@ -110,6 +113,7 @@ def problem(name, n):
 def from_kernel(kernel, points, **kwargs):
     """``HSSMatrix.from_kernel`` with its record: ``(H, H.info)``."""
     kwargs.setdefault("recompress", extra.recompress)
+    kwargs.setdefault("basis", extra.basis)
     H = hs.HSSMatrix.from_kernel(kernel, points, **kwargs)
     return H, H.info
 

@@ -75,7 +75,7 @@ from scipy.linalg import blas as _blas
 from scipy.linalg import lapack as _lapack
 from threadpoolctl import threadpool_limits
 
-from . import _layout
+from . import _interp, _layout
 from ._kernels import kernels as _ck
 from ._progress import Progress
 from ._validation import check_nonnegative, check_optional_rank, check_positive_int, check_tolerance
@@ -450,7 +450,7 @@ def _column_id(blocks, tol, atol, max_rank, rng, guess=None):
 # -- the builder -------------------------------------------------------------------------
 
 def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None, seed=0,
-                progress=False, n_probes=8, max_error_rows=1024, recompress=False):
+                progress=False, n_probes=8, max_error_rows=1024, recompress=False, basis=None):
     """HSS approximation of a kernel matrix ``K[i, j] = k(x_i, x_j) (+ shift [i == j])``.
 
     Parameters
@@ -561,6 +561,13 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
     max_error_rows = check_positive_int(max_error_rows, "max_error_rows")
     if not isinstance(recompress, (bool, np.bool_)):
         raise TypeError(f"recompress must be True or False, got {recompress!r}")
+    if basis is None:
+        basis = "orthonormal" if recompress else "interpolative"
+    if basis not in ("interpolative", "orthonormal"):
+        raise ValueError(f"basis must be 'interpolative' or 'orthonormal', got {basis!r}")
+    if recompress and basis == "interpolative":
+        raise ValueError("recompress=True truncates orthonormal bases: pass basis='orthonormal' "
+                         "or leave basis unset, got basis='interpolative'")
     n, d = pts.shape
 
     tree = ClusterTree.from_points(pts, leaf_size)
@@ -568,7 +575,8 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
     rng = np.random.default_rng(seed)
     symmetric = bool(kernel.symmetric)
     with threadpool_limits(1, user_api="blas"):
-        gens, n_evals = _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress)
+        gens, n_evals = _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress,
+                                     basis == "interpolative")
         if recompress and tree.n_nodes > 1:
             # the Frobenius budget of the truncation, split evenly over the 2 (n_nodes - 1)
             # projections (a block row and a block column per node and side)
@@ -576,7 +584,7 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
             tau = _TRUNCATION * rtol * norm_H / np.sqrt(2.0 * (tree.n_nodes - 1))
             _truncate(tree, gens, max(tau, atol), max_rank, symmetric)
             _reorthonormalise(tree, gens, symmetric)
-    H = _assemble(tree, gens, symmetric)
+    H = _assemble_interp(tree, gens, symmetric) if basis == "interpolative" else _assemble(tree, gens, symmetric)
     t1, c1 = time.perf_counter(), time.process_time()
 
     Omega = rng.standard_normal((n, n_probes))
@@ -599,11 +607,14 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
     return H, info
 
 
-def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress):
-    """Interpolative skeletons bottom-up, then orthonormal generators.
+def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress, interpolative):
+    """Interpolative skeletons bottom-up, then the generators.
 
-    Returns the generator lists for ``from_generators`` and the number of
-    kernel entries evaluated.
+    Returns the per-node generator lists and the number of kernel entries
+    evaluated: with ``interpolative``, the kinds of the interpolative form
+    (``_layout.INTERP_KINDS``: T and row order of every interpolation matrix,
+    D packed for a symmetric kernel, no B21 then); else orthonormal explicit
+    generators for ``from_generators``.
     """
     n, d = P.shape
     n_nodes = tree.n_nodes
@@ -695,10 +706,11 @@ def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress):
             c_i = cand_r[i].size
             guess = None if is_leaf[i] else int(np.ceil(_RATIO_MARGIN * ratio * c_i)) + _OVERSAMPLE
             s, Pi = _column_id(sample, tol, atol, max_rank, rng, guess)
-            skel_r[i], interp_r[i] = cand_r[i][s], Pi
+            # kept as (row order, non-identity rows): half the memory of P during the build
+            skel_r[i], interp_r[i] = cand_r[i][s], _interp.compact(Pi, s)
             next_ratio = max(next_ratio, s.size / max(c_i, 1))
             if symmetric:
-                skel_c[i], interp_c[i] = skel_r[i], Pi
+                skel_c[i], interp_c[i] = skel_r[i], interp_r[i]
             else:
                 # the block column K(tau^c, cand): its rows are already the transposed samples
                 rows_ = [cand_r[f] for f in near]
@@ -709,7 +721,7 @@ def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress):
                 c_i = cand_c[i].size
                 guess = None if is_leaf[i] else int(np.ceil(_RATIO_MARGIN * ratio * c_i)) + _OVERSAMPLE
                 s, Pi = _column_id([near_t, far_t], tol, atol, max_rank, rng, guess)
-                skel_c[i], interp_c[i] = cand_c[i][s], Pi
+                skel_c[i], interp_c[i] = cand_c[i][s], _interp.compact(Pi, s)
                 next_ratio = max(next_ratio, s.size / max(c_i, 1))
             bar.update()
         ratio = next_ratio
@@ -720,6 +732,22 @@ def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress):
     bar.update()
     bar.close()
 
+    if interpolative:
+        gens = {kind: [None] * n_nodes for kind in _layout.INTERP_KINDS}
+        for i in np.flatnonzero(is_leaf):
+            idx = np.arange(start[i], stop[i])
+            Dl = K(idx, idx)
+            gens["D"][i] = _interp.pack_leaf(Dl) if symmetric else Dl
+        for i in np.flatnonzero(~is_leaf):
+            a, b = left[i], right[i]
+            gens["B12"][i] = K(skel_r[a], skel_c[b])
+            if not symmetric:
+                gens["B21"][i] = K(skel_r[b], skel_c[a])
+        for i in range(1, n_nodes):
+            gens["pU"][i], gens["TU"][i] = interp_r[i]
+            gens["pV"][i], gens["TV"][i] = interp_c[i]
+        return gens, evals
+
     gens = {kind: [None] * n_nodes for kind in ("D", "U", "V", "R", "W", "B12", "B21")}
     for i in np.flatnonzero(is_leaf):
         idx = np.arange(start[i], stop[i])
@@ -729,6 +757,11 @@ def _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress):
         gens["B12"][i] = K(skel_r[a], skel_c[b])
         gens["B21"][i] = K(skel_r[b], skel_c[a])
     if n_nodes > 1:
+        # back to full interpolation matrices, which _orthonormal_bases consumes
+        for lst in ((interp_r,) if symmetric else (interp_r, interp_c)):
+            for i in range(1, n_nodes):
+                perm, T = lst[i]
+                lst[i] = _interp.expand(T, perm, T.shape[1])
         if symmetric:
             interp_c = None                   # the same matrices as interp_r, which is consumed
         U, R, TU = _orthonormal_bases(tree, interp_r)
@@ -1039,3 +1072,40 @@ def _assemble(tree, g, symmetric):
     if symmetric:
         bufs["V"], bufs["W"] = bufs["U"], bufs["R"]
     return HSSMatrix(tree, kU, kV, bufs, _offsets=offs)
+
+
+def _assemble_interp(tree, g, symmetric):
+    """HSSMatrix in interpolative storage from per-node lists of its kinds (consumed).
+
+    The ranks are the columns of each node's T; a symmetric matrix shares
+    TU / TV and pU / pV.
+    """
+    n_nodes = tree.n_nodes
+    k = np.zeros(n_nodes, dtype=np.int64)
+    kV = np.zeros(n_nodes, dtype=np.int64)
+    for i in range(1, n_nodes):
+        k[i] = g["TU"][i].shape[1]
+        kV[i] = g["TV"][i].shape[1]
+    shapes = _layout.interp_block_shapes(tree, k, kV, symmetric)
+    offs = _layout.interp_offsets(tree, k, kV, symmetric)
+    bufs = {}
+    for kind in _layout.INTERP_KINDS:
+        if symmetric and kind in ("TV", "pV"):
+            continue
+        rows, cols = shapes[kind]
+        dtype = np.int32 if kind in ("pU", "pV") else np.float64
+        buf = np.empty(int(offs[kind][-1]), dtype=dtype)
+        for i in range(n_nodes):
+            size = int(rows[i] * cols[i])
+            if size == 0:
+                continue
+            blk = g[kind][i]
+            if blk.size != size:             # an internal inconsistency, never the caller's
+                raise AssertionError(f"{kind}[{i}] has shape {blk.shape}, layout wants {(rows[i], cols[i])}")
+            buf[offs[kind][i]:offs[kind][i + 1]].reshape(blk.shape)[...] = blk
+            g[kind][i] = None
+        bufs[kind] = buf
+    if symmetric:
+        bufs["TV"], bufs["pV"] = bufs["TU"], bufs["pU"]
+    form = "interpolative-symmetric" if symmetric else "interpolative"
+    return HSSMatrix(tree, k, kV, bufs, _offsets=offs, _form=form)

@@ -24,6 +24,8 @@ def read_arrays(path, error, kind, tag, version):
     error : callable
         ``error(message) -> Exception`` builds the exception raised for a file
         that is not a readable archive.
+    version : int or tuple of int
+        The format version(s) the caller reads.
 
     Raises
     ------
@@ -49,6 +51,9 @@ def read_arrays(path, error, kind, tag, version):
     found = arrays.get("version")
     if found is None or found.shape != () or found.dtype.kind not in "iu":
         raise error("the format version is missing or not an integer")
-    if int(found) != version:
-        raise error(f"format version {int(found)}, but this version of the library reads version {version}")
+    versions = version if isinstance(version, tuple) else (version,)
+    if int(found) not in versions:
+        which = "version" if len(versions) == 1 else "versions"
+        raise error(f"format version {int(found)}, but this version of the library reads {which} "
+                    f"{', '.join(str(v) for v in versions)}")
     return arrays

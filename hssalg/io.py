@@ -19,6 +19,20 @@ D, U, ..., B21     float, (.,)  the seven flat generator buffers (see
 sha256             str, ()      SHA-256 over all arrays above
 ================== ============ ===============================================
 
+That is version 1, the explicit storage form. A matrix in interpolative
+storage (``H.storage``, what :meth:`HSSMatrix.from_kernel` returns) is written
+as version 2, which adds
+
+================== ============ ===============================================
+storage            str, ()      ``"interpolative"`` or
+                                ``"interpolative-symmetric"``
+================== ============ ===============================================
+
+and holds the kinds ``D, TU, pU, TV, pV, B12, B21`` of that form instead
+(``pU``, ``pV`` int32 row orders; in the symmetric form ``TV``, ``pV`` and
+``B21`` are empty: they are ``TU``, ``pU`` and ``B12^T``). Version-1 files keep
+loading, and an explicit matrix is still written as version 1.
+
 The per-node offsets are not stored: they follow from the tree and the ranks,
 and recomputing them on load is what checks that the buffers fit the layout.
 """
@@ -37,13 +51,18 @@ from .tree import ClusterTree
 __all__ = ["save", "load"]
 
 FORMAT_TAG = "hssalg-hss"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1            # explicit storage
+FORMAT_VERSION_INTERP = 2     # interpolative storage
+_STORAGES = ("interpolative", "interpolative-symmetric")
 
 _TREE_FIELDS = ("parent", "left", "right", "start", "stop", "level_ptr", "perm")
 _TREE_KEYS = tuple("tree_" + f for f in _TREE_FIELDS)
 # the fixed order in which arrays enter the digest; "sha256" itself is not digested
 _DIGESTED = ("format", "version") + _TREE_KEYS + ("tree_leaf_size", "kU", "kV") + _layout.KINDS
 _KEYS = _DIGESTED + ("sha256",)
+_DIGESTED_INTERP = (("format", "version", "storage") + _TREE_KEYS + ("tree_leaf_size", "kU", "kV")
+                    + _layout.INTERP_KINDS)
+_KEYS_INTERP = _DIGESTED_INTERP + ("sha256",)
 
 
 def save(path, H):
@@ -58,7 +77,7 @@ def save(path, H):
     H : HSSMatrix
         A transposed matrix (``A.T``) is stored with its generators
         materialised in transposed form, so it loads as an ordinary matrix
-        equal to ``A.T``.
+        equal to ``A.T``. The storage form is kept (:attr:`HSSMatrix.storage`).
 
     Notes
     -----
@@ -106,11 +125,13 @@ def load(path):
     """
     path = os.fspath(path)
     arrays = read_arrays(path, lambda what: _error(path, what), "an hssalg file",
-                         FORMAT_TAG, FORMAT_VERSION)
-    missing = [k for k in _KEYS if k not in arrays]
+                         FORMAT_TAG, (FORMAT_VERSION, FORMAT_VERSION_INTERP))
+    interp = int(arrays["version"]) == FORMAT_VERSION_INTERP
+    keys = _KEYS_INTERP if interp else _KEYS
+    missing = [k for k in keys if k not in arrays]
     if missing:
         raise _error(path, f"missing arrays {missing}")
-    extra = sorted(set(arrays) - set(_KEYS))
+    extra = sorted(set(arrays) - set(keys))
     if extra:
         raise _error(path, f"unexpected arrays {extra}")
     stored = arrays["sha256"]
@@ -125,8 +146,16 @@ def load(path):
 def _to_arrays(H):
     """The arrays of a file, without the digest."""
     tree = H.tree
-    bufs, _ = H.generator_buffers()
-    arrays = {"format": np.array(FORMAT_TAG), "version": np.array(FORMAT_VERSION, dtype=np.int64)}
+    if H.storage == "explicit":
+        bufs, _ = H.generator_buffers()
+        arrays = {"format": np.array(FORMAT_TAG), "version": np.array(FORMAT_VERSION, dtype=np.int64)}
+    else:
+        bufs = H._interp_buffers()
+        if H.storage == "interpolative-symmetric":
+            # TV, pV and B21 are TU, pU and B12^T: not written twice
+            bufs = dict(bufs, TV=bufs["TU"][:0], pV=bufs["pU"][:0])
+        arrays = {"format": np.array(FORMAT_TAG), "version": np.array(FORMAT_VERSION_INTERP, dtype=np.int64),
+                  "storage": np.array(H.storage)}
     for key, field in zip(_TREE_KEYS, _TREE_FIELDS):
         arrays[key] = getattr(tree, field)
     arrays["tree_leaf_size"] = np.array(tree.leaf_size, dtype=np.int64)
@@ -144,7 +173,9 @@ def _digest(arrays):
     reinterpreting one changes the digest even when the raw bytes do not.
     """
     h = hashlib.sha256()
-    for key in _DIGESTED:
+    version = arrays.get("version")
+    interp = version is not None and version.shape == () and int(version) == FORMAT_VERSION_INTERP
+    for key in (_DIGESTED_INTERP if interp else _DIGESTED):
         a = np.ascontiguousarray(arrays[key])
         h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
@@ -178,6 +209,8 @@ def _build(path, arrays):
         if np.any(k < 0) or k[0] != 0:
             raise _error(path, f"{name} must be >= 0 with 0 at the root, got {k.tolist()}")
 
+    if int(arrays["version"]) == FORMAT_VERSION_INTERP:
+        return _build_interp(path, arrays, tree, kU, kV)
     bufs = {kind: arrays[kind] for kind in _layout.KINDS}
     dtype = bufs["D"].dtype
     if dtype not in SUPPORTED_DTYPES:
@@ -193,3 +226,51 @@ def _build(path, arrays):
         if not np.all(np.isfinite(buf)):
             raise _error(path, f"the {kind} buffer contains non-finite entries (NaN or inf)")
     return HSSMatrix(tree, kU, kV, bufs, _offsets=offs)
+
+
+def _build_interp(path, arrays, tree, kU, kV):
+    """The matrix of a version-2 file (interpolative storage), every array checked."""
+    storage = arrays["storage"]
+    if storage.shape != () or storage.dtype.kind != "U" or str(storage) not in _STORAGES:
+        raise _error(path, f"storage must be one of {list(_STORAGES)}, got {storage!r}")
+    symmetric = str(storage) == "interpolative-symmetric"
+    if symmetric and not np.array_equal(kU, kV):
+        raise _error(path, "a symmetric interpolative matrix needs kU == kV")
+    bufs = {kind: arrays[kind] for kind in _layout.INTERP_KINDS}
+    if symmetric:
+        for kind in ("TV", "pV"):
+            if bufs[kind].size:
+                raise _error(path, f"the {kind} buffer must be empty in the symmetric form (it is "
+                                   f"{'TU' if kind == 'TV' else 'pU'}), got {bufs[kind].size} entries")
+        bufs["TV"], bufs["pV"] = bufs["TU"], bufs["pU"]
+    dtype = bufs["D"].dtype
+    if dtype not in SUPPORTED_DTYPES:
+        raise _error(path, f"generator buffers must be float64 or float32, D is {dtype}")
+    offs = _layout.interp_offsets(tree, kU, kV, symmetric)
+    for kind, buf in bufs.items():
+        index = kind in ("pU", "pV")
+        if index and buf.dtype.kind not in "iu":
+            raise _error(path, f"the {kind} buffer must hold integers, got dtype {buf.dtype}")
+        if not index and buf.dtype != dtype:
+            raise _error(path, f"generator buffers must share one dtype, D is {dtype} but {kind} is {buf.dtype}")
+        need = int(offs[kind][-1])
+        if buf.shape != (need,):
+            raise _error(path, f"the {kind} buffer has shape {buf.shape} but the tree and ranks "
+                               f"need ({need},)")
+        if not index and not np.all(np.isfinite(buf)):
+            raise _error(path, f"the {kind} buffer contains non-finite entries (NaN or inf)")
+    for kind, k in (("pU", kU), ("pV", kV)):
+        c = _layout.candidate_counts(tree, k)
+        if np.any(c < k):
+            raise _error(path, f"ranks exceed the rows of the interpolation matrices ({kind})")
+        perm = bufs[kind].astype(np.int64)
+        node = np.repeat(np.arange(tree.n_nodes), c)
+        if np.any(perm < 0) or np.any(perm >= c[node]):
+            raise _error(path, f"the {kind} buffer holds row indices outside their node's rows")
+        # every node's entries must be a permutation of 0 .. c_i - 1
+        if np.unique(node * (int(c.max(initial=0)) + 1) + perm).size != perm.size:
+            raise _error(path, f"the {kind} buffer repeats a row within a node: not a permutation")
+        bufs[kind] = perm.astype(np.int32)
+    if symmetric:
+        bufs["pV"] = bufs["pU"]
+    return HSSMatrix(tree, kU, kV, bufs, _offsets=offs, _form=str(storage))

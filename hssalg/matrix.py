@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from . import _layout
+from . import _interp, _layout
 from ._kernels import matvec as _matvec
 from ._validation import as_block
 
@@ -43,21 +43,30 @@ class HSSMatrix:
     max_rank : int
     nbytes : int
         Bytes of generator storage.
+    storage : str
+        How the generators are stored: ``"explicit"`` (every basis and
+        transfer as a full block), ``"interpolative"`` or
+        ``"interpolative-symmetric"`` (see :attr:`storage`).
     """
 
-    __slots__ = ("_tree", "_kU", "_kV", "_bufs", "_offs", "_transposed", "_dtype", "_info")
+    __slots__ = ("_tree", "_kU", "_kV", "_bufs", "_offs", "_transposed", "_dtype", "_info", "_form")
     # numpy must hand `ndarray @ H` to __rmatmul__ instead of treating H as a 0-d object
     __array_ufunc__ = None
 
-    def __init__(self, tree, kU, kV, buffers, transposed=False, _offsets=None):
+    def __init__(self, tree, kU, kV, buffers, transposed=False, _offsets=None, _form="explicit"):
         # private: buffers must already match the layout; public builders validate
         self._tree = tree
+        self._form = _form
         self._kU = _frozen(np.asarray(kU, dtype=np.int64))
         self._kV = _frozen(np.asarray(kV, dtype=np.int64))
-        self._offs = _offsets if _offsets is not None else _layout.offsets(tree, self._kU, self._kV)
+        if _offsets is None:
+            _offsets = (_layout.offsets(tree, self._kU, self._kV) if _form == "explicit" else
+                        _layout.interp_offsets(tree, self._kU, self._kV, self._symmetric_form))
+        self._offs = _offsets
         for off in self._offs.values():
             off.setflags(write=False)
-        self._bufs = {kind: _frozen(buffers[kind]) for kind in _layout.KINDS}
+        kinds = _layout.KINDS if _form == "explicit" else _layout.INTERP_KINDS
+        self._bufs = {kind: _frozen(buffers[kind]) for kind in kinds}
         self._dtype = self._bufs["D"].dtype
         self._transposed = bool(transposed)
         self._info = None
@@ -109,7 +118,7 @@ class HSSMatrix:
 
     @classmethod
     def from_kernel(cls, kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None, seed=0,
-                    progress=False, n_probes=8, max_error_rows=1024, recompress=False):
+                    progress=False, n_probes=8, max_error_rows=1024, recompress=False, basis=None):
         """Compress a kernel matrix on a point set in near-linear time, never forming it.
 
         Recursive skeletonisation with proxy points on the geometric tree of the
@@ -119,7 +128,7 @@ class HSSMatrix:
         from .construct import from_kernel
         return from_kernel(kernel, points, leaf_size=leaf_size, rtol=rtol, atol=atol,
                            max_rank=max_rank, seed=seed, progress=progress, n_probes=n_probes,
-                           max_error_rows=max_error_rows, recompress=recompress)
+                           max_error_rows=max_error_rows, recompress=recompress, basis=basis)
 
     @classmethod
     def from_matvec(cls, matvec, rmatvec, tree, rank=None, rtol=1e-8, seed=0, symmetric=False,
@@ -139,7 +148,7 @@ class HSSMatrix:
     def _with_info(self, info):
         """The same matrix (shared buffers) carrying a record of how it was built."""
         out = HSSMatrix(self._tree, self._kU, self._kV, self._bufs, transposed=self._transposed,
-                        _offsets=self._offs)
+                        _offsets=self._offs, _form=self._form)
         out._info = info
         return out
 
@@ -197,6 +206,30 @@ class HSSMatrix:
         return int(sum(b.nbytes for b in unique.values()))
 
     @property
+    def storage(self):
+        """How the generators are stored.
+
+        - ``"explicit"``: every leaf basis U_i, V_i and transfer R_i, W_i as a
+          full block (what :meth:`from_generators`, :meth:`from_dense`,
+          :meth:`from_matvec` and every operation return).
+        - ``"interpolative"``: the bases of :meth:`from_kernel`, kept as the
+          interpolation matrices ``P_i = Pi_i [I; T_i]`` that recursive
+          skeletonisation finds, storing only T_i and a row order (about half
+          the memory of the bases; STRUMPACK and H2Pack store them so too).
+        - ``"interpolative-symmetric"``: the same for a symmetric kernel, with
+          U = V, R = W, B21 = B12^T and symmetric D_i stored once (the lower
+          triangles).
+
+        Products use any form directly; the other operations read the
+        explicit form, materialised for the call (:meth:`generator_buffers`).
+        """
+        return self._form
+
+    @property
+    def _symmetric_form(self):
+        return self._form == "interpolative-symmetric"
+
+    @property
     def ndim(self):
         return 2
 
@@ -222,8 +255,13 @@ class HSSMatrix:
             kind -> read-only 1-D array, and kind -> (n_nodes + 1,) int64 offsets,
             kinds ``"D", "U", "V", "R", "W", "B12", "B21"``. For a transposed
             matrix (``H.T``) these are materialised in transposed form (a copy of
-            the same size as the generators, never a dense matrix).
+            the same size as the generators, never a dense matrix), and for a
+            matrix in interpolative storage (:attr:`storage`) in explicit form
+            (new buffers of the explicit size: U_i = P_i of each leaf, R_a, R_b
+            the row blocks of each inner node's P_i; not orthonormal).
         """
+        if self._form != "explicit":
+            return self._explicit().generator_buffers()
         if not self._transposed:
             return dict(self._bufs), dict(self._offs)
         bufs, offs = self._bufs, self._offs
@@ -267,8 +305,36 @@ class HSSMatrix:
 
     # -- products -------------------------------------------------------------------
 
+    def _interp_buffers(self):
+        """Buffers of the interpolative form of the matrix as it acts (``H.T`` transposed: new buffers).
+
+        Only for a matrix in interpolative storage; the row and column ranks
+        are ``row_ranks``, ``col_ranks``.
+        """
+        if self._form == "explicit":
+            raise ValueError("the matrix is in explicit storage: it has no interpolative buffers")
+        if not self._transposed or self._symmetric_form:
+            return dict(self._bufs)
+        b, o = self._bufs, self._offs
+        shapes = _layout.interp_block_shapes(self._tree, self._kU, self._kV, False)
+        # (A^T)(a, b) = V_a B21^T U_b^T: the sides swap, D and the couplings are transposed
+        return {"TU": b["TV"], "pU": b["pV"], "TV": b["TU"], "pV": b["pU"],
+                "D": _transpose_blocks(b["D"], o["D"], *shapes["D"]),
+                "B12": _transpose_blocks(b["B21"], o["B21"], *shapes["B21"]),
+                "B21": _transpose_blocks(b["B12"], o["B12"], *shapes["B12"])}
+
+    def _explicit(self):
+        """The same matrix in explicit storage (new buffers; self if it already is)."""
+        if self._form == "explicit":
+            return self
+        bufs = _interp.to_explicit(self._tree, self._kU, self._kV, self._bufs, self._offs, self._symmetric_form)
+        return HSSMatrix(self._tree, self._kU, self._kV, bufs, transposed=self._transposed)
+
     def _apply(self, X, transpose):
         """Y = op(A) X with X (n, s) C-contiguous in tree order."""
+        if self._form != "explicit":
+            return _interp.apply(self._tree, self._kU, self._kV, self._bufs, self._offs,
+                                 self._symmetric_form, transpose != self._transposed, X)
         b, o = self._bufs, self._offs
         threads = _matvec.threads_for(*X.shape)
         if transpose == self._transposed:
@@ -420,7 +486,7 @@ class HSSMatrix:
     def T(self):
         """The transpose, sharing this matrix's buffers (O(1), no copy)."""
         return HSSMatrix(self._tree, self._kU, self._kV, self._bufs,
-                         transposed=not self._transposed, _offsets=self._offs)
+                         transposed=not self._transposed, _offsets=self._offs, _form=self._form)
 
     def transpose(self):
         """Same as :attr:`T`."""
@@ -451,13 +517,8 @@ class HSSMatrix:
         -------
         d : (n,) ndarray
         """
-        tree = self._tree
-        leaves = tree.leaves                      # sorted by start: they tile 0..n-1
-        m = tree.sizes[leaves]
-        # entry (j, j) of a row-major m x m block sits at j * (m + 1)
-        local = np.arange(tree.n) - np.repeat(tree.start[leaves], m)
-        idx = np.repeat(self._offs["D"][leaves], m) + local * (np.repeat(m, m) + 1)
-        return self._bufs["D"][idx][tree.iperm]
+        d = _interp.diagonal(self._tree, self._bufs, self._offs, self._symmetric_form)
+        return d[self._tree.iperm]
 
 
 def _transpose_blocks(buf, off, rows, cols):

@@ -177,9 +177,10 @@ def test_products_in_the_callers_order(rng):
     np.testing.assert_allclose(H.diagonal(), np.diag(A), rtol=1e-14)
 
 
-def test_bases_are_orthonormal():
+def test_orthonormal_option_gives_orthonormal_bases():
     pts = np.random.default_rng(5).random((N, 2))
-    H, _ = from_kernel(kernels.Gaussian(0.1), pts, leaf_size=LEAF, rtol=1e-6)
+    H, _ = from_kernel(kernels.Gaussian(0.1), pts, leaf_size=LEAF, rtol=1e-6, basis="orthonormal")
+    assert H.storage == "explicit"
     g = H.generators()
     tree = H.tree
     for i in tree.leaves:
@@ -475,7 +476,7 @@ def test_symmetric_kernel_shares_bases_and_counts_them_once(rng):
     import hssalg as hs
     pts = rng.random((N, 2))
     k = kernels.Gaussian(0.15, shift=1.0)
-    H, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-7)
+    H, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-7, basis="orthonormal")
     bufs = H._bufs
     assert bufs["U"] is bufs["V"] and bufs["R"] is bufs["W"]
     assert H.nbytes == sum(bufs[kind].nbytes for kind in ("D", "U", "R", "B12", "B21"))
@@ -508,7 +509,11 @@ def test_unsymmetric_kernel_keeps_separate_bases(rng):
     k = kernels.CallableKernel(lambda X, Y: np.exp(-4.0 * np.sum((X[:, None] - 1.2 * Y[None]) ** 2, axis=2)))
     for recompress in (False, True):
         H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6, recompress=recompress)
-        assert H._bufs["U"] is not H._bufs["V"]
+        if recompress:
+            assert H.storage == "explicit" and H._bufs["U"] is not H._bufs["V"]
+        else:
+            assert H.storage == "interpolative" and H._bufs["TU"] is not H._bufs["TV"]
+            assert H._bufs["B21"].size > 0
         _check(H, info, k.matrix(pts), 1e-6)
 
 
@@ -519,7 +524,7 @@ def test_recompression_keeps_the_error_bound_and_lowers_ranks(name, d):
     k = ALL_KERNELS[name]
     A = k.matrix(pts)
     rtol = 1e-6
-    H0, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, recompress=False)
+    H0, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, basis="orthonormal")
     H1, info = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, recompress=True)
     err = _check(H1, info, A, rtol)
     # the truncation budget is half of rtol, on top of the build's own error
@@ -537,6 +542,87 @@ def test_recompression_keeps_the_error_bound_and_lowers_ranks(name, d):
 def test_recompress_must_be_a_bool(rng):
     with pytest.raises(TypeError, match="recompress must be True or False"):
         from_kernel(kernels.Gaussian(0.2), rng.random((50, 2)), recompress="yes")
+
+
+def test_basis_option_is_checked(rng):
+    pts = rng.random((50, 2))
+    with pytest.raises(ValueError, match="basis must be 'interpolative' or 'orthonormal', got 'qr'"):
+        from_kernel(kernels.Gaussian(0.2), pts, basis="qr")
+    with pytest.raises(ValueError, match="recompress=True truncates orthonormal bases"):
+        from_kernel(kernels.Gaussian(0.2), pts, recompress=True, basis="interpolative")
+
+
+# -- the interpolative storage form (the default) ---------------------------------------
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_interpolative_form_is_the_orthonormal_matrix_in_less_memory(d, rng):
+    """Same skeletons, same matrix: the two forms differ only by rounding, the interpolative
+    one stores T and a row order instead of orthonormal bases, packed D and no B21."""
+    pts = np.random.default_rng(30 + d).random((N, d))
+    k = kernels.Laplace() if d == 3 else kernels.Gaussian(0.1, shift=1.0)
+    H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6)
+    G, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6, basis="orthonormal")
+    assert H.storage == "interpolative-symmetric" and G.storage == "explicit"
+    np.testing.assert_array_equal(H.row_ranks, G.row_ranks)
+    assert H._bufs["TU"] is H._bufs["TV"] and H._bufs["B21"].size == 0
+    m = H.tree.sizes[H.tree.leaves]
+    assert H._bufs["D"].size == int(np.sum(m * (m + 1) // 2))
+    assert H.nbytes < G.nbytes
+    A = k.matrix(pts)
+    _check(H, info, A, 1e-6)
+    # the build's error is ~1e-7 ||A||; the two forms agree far below it
+    X = rng.standard_normal((N, 3))
+    ref = A @ X
+    scale = np.linalg.norm(A, 2) * np.linalg.norm(X)
+    assert np.linalg.norm(H @ X - G @ X) <= 1e-12 * scale
+    assert np.linalg.norm(H.T @ X - H @ X) <= 1e-13 * scale
+    np.testing.assert_allclose(H.diagonal(), np.diag(A), rtol=0, atol=1e-14 * np.abs(np.diag(A)).max())
+    assert np.linalg.norm(H @ X - ref) <= 10 * 1e-6 * scale
+
+
+def test_interpolative_bases_hold_identity_rows():
+    """U_i = Pi [I; T]: the skeleton rows of every materialised interpolation matrix are the identity."""
+    pts = np.random.default_rng(5).random((N, 2))
+    H, _ = from_kernel(kernels.Gaussian(0.1), pts, leaf_size=LEAF, rtol=1e-6)
+    g, tree, b, o = H.generators(), H.tree, H._bufs, H._offs
+    for i in range(1, tree.n_nodes):
+        perm = b["pU"][o["pU"][i]:o["pU"][i + 1]]
+        k = H.row_ranks[i]
+        if tree.left[i] < 0:
+            P = g["U"][i]
+        else:
+            P = np.vstack([g["R"][tree.left[i]], g["R"][tree.right[i]]])
+        assert P.shape == (perm.size, k)
+        np.testing.assert_array_equal(P[perm[:k]], np.eye(k))
+        assert np.array_equal(np.sort(perm), np.arange(perm.size))
+
+
+@pytest.mark.parametrize("spd", [False, True])
+def test_operations_on_the_interpolative_form_match_the_orthonormal_one(spd, rng):
+    """Solves, log-determinants, sums and recompression read the explicit form of an
+    interpolative matrix (not orthonormal): they agree with the same operations on the
+    orthonormal build to rounding, relative to the conditioning of the problem."""
+    pts = rng.random((N, 2))
+    k = kernels.Gaussian(0.1, shift=1.0)            # +1 on the diagonal: SPD, cond ~ 10-100
+    H, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-8)
+    G, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-8, basis="orthonormal")
+    b = rng.standard_normal(N)
+    xH, xG = H.solve(b, spd=spd), G.solve(b, spd=spd)
+    x_ref = np.linalg.solve(k.matrix(pts), b)
+    assert np.linalg.norm(xH - x_ref) <= 1e-6 * np.linalg.norm(x_ref)
+    assert np.linalg.norm(xH - xG) <= 1e-11 * np.linalg.norm(xG)
+    sign, logdet = np.linalg.slogdet(k.matrix(pts))
+    sH, lH = H.factorize(spd=spd).logdet()
+    assert sH == sign == 1.0
+    # the build's relative error 1e-8 moves log det by at most about n * 1e-8 (eigenvalues >= 1)
+    assert abs(lH - logdet) <= N * 1e-8
+    assert abs(lH - G.factorize(spd=spd).logdet()[1]) <= 1e-12 * N
+    S = H + H
+    assert S.storage == "explicit"
+    X = rng.standard_normal((N, 2))
+    np.testing.assert_allclose(S @ X, 2 * (H @ X), rtol=0, atol=1e-12 * np.abs(H @ X).max())
+    C = H.recompress(rtol=1e-6)
+    assert np.linalg.norm(C @ X - H @ X) <= 1e-5 * np.linalg.norm(H @ X)
 
 
 def test_short_sketch_id_matches_the_full_one(rng):

@@ -171,8 +171,8 @@ def test_npy_file(tmp_path):
 
 
 def test_wrong_version(saved):
-    rewrite(saved, version=np.array(2, dtype=np.int64))
-    with pytest.raises(ValueError, match="format version 2.*reads version 1"):
+    rewrite(saved, version=np.array(3, dtype=np.int64))
+    with pytest.raises(ValueError, match="format version 3.*reads versions 1, 2"):
         load(saved)
 
 
@@ -253,3 +253,107 @@ def test_non_finite_generator(saved):
     rewrite(saved, R=R)
     with pytest.raises(ValueError, match="R buffer contains non-finite"):
         load(saved)
+
+
+# -- interpolative storage (format version 2) -------------------------------------------
+
+def _interp_matrix(symmetric, n=300):
+    from hssalg import kernels
+    pts = np.random.default_rng(4).random((n, 2))
+    if symmetric:
+        k = kernels.Gaussian(0.1, shift=1.0)
+    else:
+        k = kernels.CallableKernel(lambda X, Y: np.exp(-4.0 * np.sum((X[:, None] - 1.2 * Y[None]) ** 2, axis=2)))
+    return hs.HSSMatrix.from_kernel(k, pts, leaf_size=32, rtol=1e-6)
+
+
+def assert_same_interp_matrix(L, H):
+    """L is bit-for-bit H in interpolative storage: its own buffers and all of assert_same_matrix."""
+    assert L.storage == H.storage
+    assert L.nbytes == H.nbytes
+    lb, hb = L._interp_buffers(), H._interp_buffers()
+    for kind in ("D", "TU", "pU", "TV", "pV", "B12", "B21"):
+        assert lb[kind].tobytes() == hb[kind].tobytes(), kind
+    assert_same_matrix(L, H)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_interpolative_round_trip(tmp_path, symmetric):
+    H = _interp_matrix(symmetric)
+    L = round_trip(H, tmp_path / "i.npz")
+    assert_same_interp_matrix(L, H)
+    if symmetric:
+        assert L._bufs["TU"] is L._bufs["TV"]
+    with np.load(tmp_path / "i.npz") as f:
+        assert int(f["version"]) == 2 and str(f["storage"]) == H.storage
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_interpolative_transposed_round_trip_equals_transpose(tmp_path, symmetric):
+    H = _interp_matrix(symmetric, n=200)
+    L = round_trip(H.T, tmp_path / "t.npz")
+    assert L.storage == H.storage
+    np.testing.assert_array_equal(L.todense(), H.T.todense())
+
+
+@pytest.fixture
+def saved_interp(tmp_path):
+    path = tmp_path / "i.npz"
+    save(path, _interp_matrix(False, n=200))
+    return path
+
+
+def test_interpolative_unknown_storage(saved_interp):
+    rewrite(saved_interp, storage=np.array("compressed"))
+    with pytest.raises(ValueError, match="storage must be one of"):
+        load(saved_interp)
+
+
+def test_interpolative_row_order_not_a_permutation(saved_interp):
+    with np.load(saved_interp) as f:
+        pU = f["pU"].copy()
+    pU[1] = pU[0]
+    rewrite(saved_interp, pU=pU)
+    with pytest.raises(ValueError, match="pU buffer repeats a row within a node"):
+        load(saved_interp)
+
+
+def test_interpolative_row_index_out_of_range(saved_interp):
+    with np.load(saved_interp) as f:
+        pV = f["pV"].copy()
+    pV[0] = 10**6
+    rewrite(saved_interp, pV=pV)
+    with pytest.raises(ValueError, match="pV buffer holds row indices outside"):
+        load(saved_interp)
+
+
+def test_interpolative_row_order_must_be_integer(saved_interp):
+    with np.load(saved_interp) as f:
+        pU = f["pU"].astype(np.float64)
+    rewrite(saved_interp, pU=pU)
+    with pytest.raises(ValueError, match="pU buffer must hold integers"):
+        load(saved_interp)
+
+
+def test_interpolative_buffer_does_not_fit_layout(saved_interp):
+    with np.load(saved_interp) as f:
+        TU = f["TU"][:-1].copy()
+    rewrite(saved_interp, TU=TU)
+    with pytest.raises(ValueError, match=r"the TU buffer has shape"):
+        load(saved_interp)
+
+
+def test_interpolative_symmetric_file_with_column_side(tmp_path):
+    path = tmp_path / "s.npz"
+    save(path, _interp_matrix(True, n=200))
+    with np.load(path) as f:
+        TU = f["TU"].copy()
+    rewrite(path, TV=TU)
+    with pytest.raises(ValueError, match="TV buffer must be empty in the symmetric form"):
+        load(path)
+
+
+def test_interpolative_file_missing_storage(saved_interp):
+    rewrite(saved_interp, drop=("storage",))
+    with pytest.raises(ValueError, match=r"missing arrays \['storage'\]"):
+        load(saved_interp)

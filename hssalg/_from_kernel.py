@@ -43,24 +43,35 @@ with a true error of 3.6e-7 instead of 3.8e-7 at rtol 1e-6). Smaller nodes
 (every node of the 2-D Gaussian) keep the full route there.
 
 For a symmetric kernel the bases are computed once (rows = columns) and the
-result stores them once: U = V and R = W share a buffer (HSSMatrix buffers
-are read-only, so sharing is safe). B21 = B12^T is still stored: the flat
-layout has no transposed view of a coupling.
+result stores them once.
 
 Only the entries of these samples, the leaf blocks D and the couplings
 B = K(skeleton of a, skeleton of b) are evaluated: O(n k) entries for a fixed
 rank k, nothing of size n^2.
 
-Why interpolative decompositions, then orthonormal bases: an ID needs only the
-entries of a sample (not the block row, which would cost O(n^2) entries), and
-its skeletons make the couplings plain kernel blocks, so nothing else has to
-be sampled. But the HSS format of this library is orthonormal (``from_dense``,
-the ULV factorisation and recompression are written for orthonormal U, V), so
-the interpolative generators are finally orthonormalised bottom-up (QR of each
-leaf U and of each stacked [T_a R_a; T_b R_b], couplings multiplied by the
-triangular factors), in O(n k^2), without changing the matrix. The stacks
-contain identity rows and are well conditioned, so the large ones are
-factored by Cholesky QR, checked (see :func:`_qr_tall`).
+Why interpolative decompositions: an ID needs only the entries of a sample
+(not the block row, which would cost O(n^2) entries), and its skeletons make
+the couplings plain kernel blocks, so nothing else has to be sampled.
+
+The result keeps them (``basis="interpolative"``, the default): every
+interpolation matrix P = Pi [I; T] is stored as T and a row order, and for a
+symmetric kernel D as packed lower triangles and no B21 (the interpolative
+storage of :attr:`HSSMatrix.storage`; STRUMPACK and H2Pack store their bases
+so). Against orthonormal bases this halves the memory of a 2-D Gaussian and
+takes 0.36 of it for the 3-D Laplace kernel (rtol 1e-6, n = 16384: 12.6
+against 26.5 MB and 248 against 694 MB), makes the build 1.7x faster in 3-D
+(no orthonormalisation) and the products 1.1-2.8x faster
+(benchmarks/bench_storage.py). Products run on this storage; the other
+operations read the explicit form materialised from it, whose bases are not
+orthonormal; none of them needs orthonormal bases (ULV factors its leaf bases
+by QR; recompression orthonormalises first).
+
+``basis="orthonormal"`` (and ``recompress=True``) orthonormalise the
+interpolative generators bottom-up instead (QR of each leaf U and of each
+stacked [T_a R_a; T_b R_b], couplings multiplied by the triangular factors),
+in O(n k^2), without changing the matrix. The stacks contain identity rows
+and are well conditioned, so the large ones are factored by Cholesky QR,
+checked (see :func:`_qr_tall`).
 
 An a-posteriori error estimate is computed at the end (see :func:`from_kernel`).
 """
@@ -494,15 +505,22 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
         memory (2-D Gaussian: 25.3 -> 21.2 MiB at n = 16384; 3-D Laplace:
         238 -> 215 MiB at n = 8192) for 7-40% (2-D) or 2.4x (3-D) the build
         time, and raises the error by about 1.5x (below rtol in every
-        measured case).
+        measured case). Implies ``basis="orthonormal"``.
+    basis : {"interpolative", "orthonormal"}, optional
+        How the result stores its bases (see Notes). Default: interpolative,
+        or orthonormal with ``recompress=True``.
 
     Returns
     -------
     H : HSSMatrix
-        float64, on the geometric tree of the points, with orthonormal bases.
-        For a symmetric kernel (every built-in one) ``U = V`` and ``R = W``
-        share one buffer each, and ``B21 = B12^T`` exactly: the result is
-        exactly symmetric and ``H.nbytes`` counts the shared bases once.
+        float64, on the geometric tree of the points. With
+        ``basis="interpolative"`` it is in interpolative storage
+        (``H.storage`` is ``"interpolative-symmetric"`` for a symmetric
+        kernel, every built-in one, else ``"interpolative"``); with
+        ``basis="orthonormal"`` in explicit storage with orthonormal bases,
+        where a symmetric kernel's ``U = V`` and ``R = W`` share one buffer
+        each. For a symmetric kernel ``B21 = B12^T`` exactly in both: the
+        result is exactly symmetric and ``H.nbytes`` counts shared buffers once.
     info : KernelInfo
         Error estimate, kernel evaluations and timings.
 
@@ -516,6 +534,16 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
     halves of the point set: for the 2-D and 3-D Laplace kernels they grow
     with n (measured in 3-D: about n^(0.6)), and the top levels, whose cost
     is O(k^3), then dominate (about n^2 in 3-D).
+
+    *Storage.* The interpolative form keeps each interpolation matrix
+    ``P_i = Pi_i [I; T_i]`` of the build as ``T_i`` ((c_i - k_i) x k_i) and
+    a row order, so a leaf basis costs (m - k) k numbers instead of m k and a
+    transfer stack (k_a + k_b - k) k instead of (k_a + k_b) k, and a
+    symmetric kernel keeps one triangle of each D and no B21. Measured at
+    rtol 1e-6: 12.6 MB (2-D Gaussian, n = 16384), 35.9 MB (65536) and
+    248 MB (3-D Laplace, 16384), against 26.5, 70.0 and 694 MB with
+    orthonormal bases. Orthonormal bases are the better choice only to
+    recompress or to read orthonormal generators.
 
     *Recompression* (``recompress=True``). With orthonormal bases the block
     row of a child a of node i is ``U_a [B12 V_b^T, R_a S_i Phi_i]``, whose

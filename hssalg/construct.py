@@ -317,12 +317,10 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
     return H._with_info(info)
 
 
+_KERNEL_RETURNS = """    info : KernelInfo
+        Error estimate, kernel evaluations and timings."""
+if _KERNEL_RETURNS not in _from_kernel.from_kernel.__doc__:   # keep the two docstrings in step
+    raise AssertionError("from_kernel's docstring no longer has the Returns entry replaced here")
 from_kernel.__doc__ = _from_kernel.from_kernel.__doc__.replace(
-    """    H : HSSMatrix
-        float64, on the geometric tree of the points, with orthonormal bases.
-    info : KernelInfo
-        Error estimate, kernel evaluations and timings.""",
-    """    H : HSSMatrix
-        float64, on the geometric tree of the points, with orthonormal bases.
-        ``H.info`` is a :class:`KernelInfo`: the a-posteriori error estimate,
+    _KERNEL_RETURNS, """        ``H.info`` is a :class:`KernelInfo`: the a-posteriori error estimate,
         kernel evaluations and timings.""")

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from .blas import gemm
-from .matvec import _chunk_bounds, _n_chunks, _rank_offsets, workspace_like
+from .matvec import _chunk_bounds, _n_chunks, _rank_offsets, leaf_nodes, workspace_like
 
 D_AS_STORED = 0
 D_TRANSPOSED = 1
@@ -56,12 +56,6 @@ def _add_row(dst, src):
 def _zeros(n, like):
     """(n,) zeros of the dtype of ``like``, outside any parallel region."""
     return np.zeros(n, like.dtype)
-
-
-@njit(cache=True)
-def _leaves(left):
-    """Indices of the leaves (nodes without a left child), in index order."""
-    return np.flatnonzero(left < 0)
 
 
 @njit(cache=True)
@@ -143,7 +137,7 @@ def apply(tree, k_in, k_out, T_in, T_in_off, p_in, p_in_off, T_out, T_out_off, p
     xhat = _zeros(xoff[-1], X)
     yhat = _zeros(yoff[-1], X)
     Y = np.empty_like(X)
-    leaves = _leaves(left)
+    leaves = leaf_nodes(left)
     n_chunks = _n_chunks(leaves.shape[0], n_threads)
     leaf_rows = _scratch_rows(tree, k_in, k_out, True)
     inner_rows = _scratch_rows(tree, k_in, k_out, False)

@@ -24,6 +24,17 @@ def workspace_like(X):
 
 
 @njit(cache=True)
+def leaf_nodes(left):
+    """Indices of the leaves (nodes without a left child), in index order.
+
+    A serial function on purpose: inside a parallel kernel numba turns the array
+    expression ``left < 0`` into a parallel loop, which ``run_parallel`` schedules
+    in chunks of one element (measured: 0.8 ms of a 7.8 ms product at n = 2^16).
+    """
+    return np.flatnonzero(left < 0)
+
+
+@njit(cache=True)
 def _rank_offsets(k, s):
     off = np.empty(k.shape[0] + 1, np.int64)
     off[0] = 0
@@ -69,7 +80,7 @@ def upsweep(tree, k_in, basis_in, basis_in_off, transfer_in, transfer_in_off, X,
     off = _rank_offsets(k_in, s)
     xhat = np.empty(off[-1], X.dtype)
     # leaves are independent and hold most of the work: split them over threads
-    leaves = np.flatnonzero(left < 0)
+    leaves = leaf_nodes(left)
     n_chunks = _n_chunks(leaves.shape[0], n_threads)
     for c in prange(n_chunks):
         ws = workspace_like(X)
@@ -160,7 +171,7 @@ def apply(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_of
                     gemm(False, False, 1.0, Ra, yp, 1.0, ya, ws)
                     gemm(False, False, 1.0, Rb, yp, 1.0, yb, ws)
     # leaves: Y_i = op(D_i) X_i + U_i ŷ_i, independent, split over threads
-    leaves = np.flatnonzero(left < 0)
+    leaves = leaf_nodes(left)
     n_chunks = _n_chunks(leaves.shape[0], n_threads)
     for c in prange(n_chunks):
         wsc = workspace_like(X)

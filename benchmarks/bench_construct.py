@@ -55,8 +55,8 @@ from hssalg import kernels    # noqa: E402
 _extra = argparse.ArgumentParser()
 _extra.add_argument("--laplace-max-log2n", type=int, default=14)
 _extra.add_argument("--recompress", action="store_true", help="build with recompress=True")
-_extra.add_argument("--basis", choices=["interpolative", "orthonormal"], default=None,
-                    help="from_kernel's basis (default: interpolative, orthonormal with --recompress)")
+_extra.add_argument("--basis", choices=["interpolative", "orthonormal"], default="interpolative",
+                    help="from_kernel's basis (default: interpolative)")
 _extra.add_argument("--true-error-max-log2n", type=int, default=16,
                     help="largest n whose true error is measured by exact products (O(n^2))")
 _extra.add_argument("--laplace-min-log2n", type=int, default=12)

@@ -66,8 +66,8 @@ operations read the explicit form materialised from it, whose bases are not
 orthonormal; none of them needs orthonormal bases (ULV factors its leaf bases
 by QR; recompression orthonormalises first).
 
-``basis="orthonormal"`` (and ``recompress=True``) orthonormalise the
-interpolative generators bottom-up instead (QR of each leaf U and of each
+``basis="orthonormal"`` (and ``recompress=True``, before it truncates)
+orthonormalises the interpolative generators bottom-up instead (QR of each leaf U and of each
 stacked [T_a R_a; T_b R_b], couplings multiplied by the triangular factors),
 in O(n k^2), without changing the matrix. The stacks contain identity rows
 and are well conditioned, so the large ones are factored by Cholesky QR,
@@ -461,7 +461,8 @@ def _column_id(blocks, tol, atol, max_rank, rng, guess=None):
 # -- the builder -------------------------------------------------------------------------
 
 def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None, seed=0,
-                progress=False, n_probes=8, max_error_rows=1024, recompress=False, basis=None):
+                progress=False, n_probes=8, max_error_rows=1024, recompress=False,
+                basis="interpolative"):
     """HSS approximation of a kernel matrix ``K[i, j] = k(x_i, x_j) (+ shift [i == j])``.
 
     Parameters
@@ -501,14 +502,16 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
         After the build, truncate every node's basis by an SVD of its block
         row (Xia et al. 2010) within a Frobenius budget of ``0.5 * rtol *
         ||H||_F`` split evenly over the nodes, then re-orthonormalise (see
-        Notes). Default False: measured at rtol 1e-6 it saves 8-16% of the
-        memory (2-D Gaussian: 25.3 -> 21.2 MiB at n = 16384; 3-D Laplace:
-        238 -> 215 MiB at n = 8192) for 7-40% (2-D) or 2.4x (3-D) the build
-        time, and raises the error by about 1.5x (below rtol in every
-        measured case). Implies ``basis="orthonormal"``.
-    basis : {"interpolative", "orthonormal"}, optional
-        How the result stores its bases (see Notes). Default: interpolative,
-        or orthonormal with ``recompress=True``.
+        Notes). With ``basis="interpolative"`` the truncated bases are then
+        rewritten as interpolative ones (:meth:`HSSMatrix.to_interpolative`).
+        Default False: measured at rtol 1e-6 in interpolative storage it
+        saves 10-13% of the memory of the 2-D Gaussian (12.0 -> 10.4 MiB at
+        n = 16384, 34.3 -> 30.8 MiB at 65536) for 1.5-1.7x the build time,
+        and 7-8% in 3-D (Laplace: 83.2 -> 76.3 MiB at n = 8192, 236.6 ->
+        219.2 MiB at 16384) for 6x the build time; the error grows by about
+        1.5x (below rtol in every measured case).
+    basis : {"interpolative", "orthonormal"}
+        How the result stores its bases (see Notes). Default: interpolative.
 
     Returns
     -------
@@ -542,8 +545,8 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
     symmetric kernel keeps one triangle of each D and no B21. Measured at
     rtol 1e-6: 12.6 MB (2-D Gaussian, n = 16384), 35.9 MB (65536) and
     248 MB (3-D Laplace, 16384), against 26.5, 70.0 and 694 MB with
-    orthonormal bases. Orthonormal bases are the better choice only to
-    recompress or to read orthonormal generators.
+    orthonormal bases. Orthonormal bases are the better choice only to read
+    orthonormal generators.
 
     *Recompression* (``recompress=True``). With orthonormal bases the block
     row of a child a of node i is ``U_a [B12 V_b^T, R_a S_i Phi_i]``, whose
@@ -589,13 +592,8 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
     max_error_rows = check_positive_int(max_error_rows, "max_error_rows")
     if not isinstance(recompress, (bool, np.bool_)):
         raise TypeError(f"recompress must be True or False, got {recompress!r}")
-    if basis is None:
-        basis = "orthonormal" if recompress else "interpolative"
     if basis not in ("interpolative", "orthonormal"):
         raise ValueError(f"basis must be 'interpolative' or 'orthonormal', got {basis!r}")
-    if recompress and basis == "interpolative":
-        raise ValueError("recompress=True truncates orthonormal bases: pass basis='orthonormal' "
-                         "or leave basis unset, got basis='interpolative'")
     n, d = pts.shape
 
     tree = ClusterTree.from_points(pts, leaf_size)
@@ -603,8 +601,9 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
     rng = np.random.default_rng(seed)
     symmetric = bool(kernel.symmetric)
     with threadpool_limits(1, user_api="blas"):
+        # recompression truncates orthonormal bases: the build gives those first
         gens, n_evals = _skeletonise(kernel, tree, P, rtol, atol, max_rank, rng, progress,
-                                     basis == "interpolative")
+                                     basis == "interpolative" and not recompress)
         if recompress and tree.n_nodes > 1:
             # the Frobenius budget of the truncation, split evenly over the 2 (n_nodes - 1)
             # projections (a block row and a block column per node and side)
@@ -612,7 +611,13 @@ def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None
             tau = _TRUNCATION * rtol * norm_H / np.sqrt(2.0 * (tree.n_nodes - 1))
             _truncate(tree, gens, max(tau, atol), max_rank, symmetric)
             _reorthonormalise(tree, gens, symmetric)
-    H = _assemble_interp(tree, gens, symmetric) if basis == "interpolative" else _assemble(tree, gens, symmetric)
+    if basis == "interpolative" and not recompress:
+        H = _assemble_interp(tree, gens, symmetric)
+    else:
+        H = _assemble(tree, gens, symmetric)
+        if basis == "interpolative":
+            with threadpool_limits(1, user_api="blas"):
+                H = H.to_interpolative()
     t1, c1 = time.perf_counter(), time.process_time()
 
     Omega = rng.standard_normal((n, n_probes))

@@ -12,6 +12,7 @@ explicit form assumes they are (recompression orthonormalises first).
 """
 
 import numpy as np
+import scipy.linalg as sla
 
 from . import _layout
 from ._kernels import interp as _kinterp
@@ -170,3 +171,126 @@ def apply(tree, kU, kV, bufs, offs, symmetric, transpose, X):
                                 b["TU"], o["TU"], b["pU"], o["pU"], b["TV"], o["TV"], b["pV"], o["pV"],
                                 b["B21"], o["B21"], True, b["B12"], o["B12"], True,
                                 b["D"], o["D"], _kinterp.D_TRANSPOSED, X)
+
+
+def _row_id(M):
+    """Exact row interpolative decomposition M = P S of a (c, k) block.
+
+    The skeleton rows are the pivots of a column-pivoted QR of M^T; its rank
+    r is the number of pivots above ``max(c, k) eps`` times the largest (the
+    rest is rounding), so a numerically rank-deficient basis loses columns.
+
+    Returns
+    -------
+    perm : (c,) int32 array, the r skeleton rows first
+    T : (c - r, r) ndarray, P[perm[r:]]
+    S : (r, k) ndarray, the skeleton rows M[perm[:r]]
+    """
+    c, k = M.shape
+    if c == 0 or k == 0:
+        return np.arange(c, dtype=np.int32), np.zeros((c, 0)), np.zeros((0, k))
+    _, R, piv = sla.qr(M.T, mode="economic", pivoting=True, check_finite=False)
+    d = np.abs(np.diag(R))
+    r = int(np.count_nonzero(d > max(c, k) * np.finfo(M.dtype).eps * d[0])) if d[0] > 0 else 0
+    T = sla.solve_triangular(R[:r, :r], R[:r, r:], check_finite=False).T if r else np.zeros((c, 0))
+    return piv.astype(np.int32), np.ascontiguousarray(T), np.ascontiguousarray(M[piv[:r]])
+
+
+def _interp_side(tree, basis, transfer):
+    """Interpolative form of one side's nested bases, bottom-up.
+
+    Parameters
+    ----------
+    basis, transfer : lists (per node) of the explicit U (leaves) and R (non-root nodes)
+
+    Returns
+    -------
+    k : (n_nodes,) int64 array, the new ranks (at most the old ones)
+    perm, T : lists, the row order and T of every non-root node
+    S : list, (k_new, k_old) factor of every non-root node: old basis = new basis @ S
+    """
+    n_nodes, left, right = tree.n_nodes, tree.left, tree.right
+    k = np.zeros(n_nodes, dtype=np.int64)
+    perm, T, S = [None] * n_nodes, [None] * n_nodes, [None] * n_nodes
+    for lvl in range(tree.depth, 0, -1):
+        for i in range(tree.level_ptr[lvl], tree.level_ptr[lvl + 1]):
+            if left[i] < 0:
+                M = basis[i]
+            else:
+                a, b = left[i], right[i]
+                M = np.vstack([S[a] @ transfer[a], S[b] @ transfer[b]])
+            perm[i], T[i], S[i] = _row_id(M)
+            k[i] = T[i].shape[1]
+    return k, perm, T, S
+
+
+def from_explicit(tree, g, symmetric):
+    """Buffers of the interpolative form of the matrix with explicit per-node generators g.
+
+    The same matrix up to rounding: every basis U = P S (P = Pi [I; T], S the
+    skeleton rows of U) moves its factor S into the parent's stack and into
+    the couplings, ``B12 <- S_a B12 S_b^T``.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+    g : dict
+        kind -> per-node list of blocks (``HSSMatrix.generators()``).
+    symmetric : bool
+        Whether U = V, R = W, B21 = B12^T and D = D^T hold exactly: the
+        symmetric form is then returned.
+
+    Returns
+    -------
+    kU, kV : (n_nodes,) int64 arrays
+    bufs, offs : dict
+        Buffers and offsets of the interpolative form (``_layout.INTERP_KINDS``).
+    """
+    n_nodes, left, right = tree.n_nodes, tree.left, tree.right
+    dtype = np.float64 if all(b is None or b.dtype == np.float64 for b in g["D"]) else np.float32
+    kU, pU, TU, SU = _interp_side(tree, g["U"], g["R"])
+    kV, pV, TV, SV = (kU, pU, TU, SU) if symmetric else _interp_side(tree, g["V"], g["W"])
+    offs = _layout.interp_offsets(tree, kU, kV, symmetric)
+    blocks = {kind: [None] * n_nodes for kind in _layout.INTERP_KINDS}
+    for i in range(n_nodes):
+        if left[i] < 0:
+            blocks["D"][i] = pack_leaf(g["D"][i]) if symmetric else g["D"][i]
+        else:
+            a, b = left[i], right[i]
+            blocks["B12"][i] = SU[a] @ g["B12"][i] @ SV[b].T
+            if not symmetric:
+                blocks["B21"][i] = SU[b] @ g["B21"][i] @ SV[a].T
+    for i in range(1, n_nodes):
+        blocks["TU"][i], blocks["pU"][i] = TU[i], pU[i]
+        blocks["TV"][i], blocks["pV"][i] = TV[i], pV[i]
+    bufs = {}
+    for kind in _layout.INTERP_KINDS:
+        if symmetric and kind in ("TV", "pV"):
+            continue
+        buf = np.empty(int(offs[kind][-1]), dtype=np.int32 if kind in ("pU", "pV") else dtype)
+        for i in range(n_nodes):
+            blk = blocks[kind][i]
+            if blk is not None and blk.size:
+                buf[offs[kind][i]:offs[kind][i + 1]] = blk.ravel()
+        bufs[kind] = buf
+    if symmetric:
+        bufs["TV"], bufs["pV"] = bufs["TU"], bufs["pU"]
+    return kU, kV, bufs, offs
+
+
+def is_exactly_symmetric(bufs, offs, tree, kU, kV):
+    """Whether explicit buffers have U = V, R = W, B21 = B12^T and symmetric D, exactly."""
+    if not np.array_equal(kU, kV):
+        return False
+    for a, b in (("U", "V"), ("R", "W")):
+        if bufs[a] is not bufs[b] and not np.array_equal(bufs[a], bufs[b]):
+            return False
+    shapes = _layout.block_shapes(tree, kU, kV)
+    for kind, other in (("D", "D"), ("B21", "B12")):
+        rows, cols = shapes[kind]
+        for i in np.flatnonzero(rows * cols):
+            X = bufs[kind][offs[kind][i]:offs[kind][i + 1]].reshape(rows[i], cols[i])
+            Y = bufs[other][offs[other][i]:offs[other][i + 1]].reshape(cols[i], rows[i])
+            if not np.array_equal(X, Y.T):
+                return False
+    return True

@@ -557,7 +557,14 @@ def recompress(H, rtol=1e-10, atol=0.0, max_rank=None):
     Returns
     -------
     HSSMatrix
-        (n, n), dtype of H (the work is done in float64). Every pass that drops
+        (n, n), dtype of H (the work is done in float64), in the storage form
+        of H: orthonormal bases for an explicit H; for one in interpolative
+        storage (``from_kernel``) the truncated orthonormal bases are
+        rewritten as interpolative ones (:meth:`HSSMatrix.to_interpolative`,
+        same matrix up to rounding), which keeps the memory low; the fixed
+        point property then holds up to that rounding. (The two sides of a
+        symmetric matrix are truncated separately and round differently, so
+        the symmetric form becomes the general one.) Every pass that drops
         something changes the matrix by at most, to first order,
         ``2 L (sqrt(k) rtol ||H||_F + sqrt(N k) atol)`` in the Frobenius norm
         for depth L, rank k and at most N nodes per level; in practice the total
@@ -575,9 +582,12 @@ def recompress(H, rtol=1e-10, atol=0.0, max_rank=None):
     g, kU, kV = _blocks(H, np.float64)
     g = {kind: list(blocks) for kind, blocks in g.items()}
     if tree.n_nodes == 1:
-        return _assemble(tree, [0], [0], g, H.dtype)
-    truncated = True
-    while truncated:  # each pass that truncates lowers the total rank: at most sum(k) passes
-        _orthonormalise(tree, g)
-        kU, kV, truncated = _truncate(tree, g, rtol, atol, max_rank)
-    return _assemble(tree, kU, kV, g, H.dtype)
+        out = _assemble(tree, [0], [0], g, H.dtype)
+    else:
+        truncated = True
+        while truncated:  # each pass that truncates lowers the total rank: at most sum(k) passes
+            _orthonormalise(tree, g)
+            kU, kV, truncated = _truncate(tree, g, rtol, atol, max_rank)
+        out = _assemble(tree, kU, kV, g, H.dtype)
+    # an interpolative matrix stays one: orthonormal bases would need about twice its memory
+    return out if H.storage == "explicit" else out.to_interpolative()

@@ -309,7 +309,8 @@ from_matvec.__doc__ = _from_matvec.from_matvec.__doc__.replace(
 
 
 def from_kernel(kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None, seed=0,
-                progress=False, n_probes=8, max_error_rows=1024, recompress=False, basis=None):
+                progress=False, n_probes=8, max_error_rows=1024, recompress=False,
+                basis="interpolative"):
     H, info = _from_kernel.from_kernel(kernel, points, leaf_size=leaf_size, rtol=rtol, atol=atol,
                                        max_rank=max_rank, seed=seed, progress=progress,
                                        n_probes=n_probes, max_error_rows=max_error_rows,

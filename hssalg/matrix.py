@@ -118,7 +118,8 @@ class HSSMatrix:
 
     @classmethod
     def from_kernel(cls, kernel, points, leaf_size=64, rtol=1e-8, atol=0.0, max_rank=None, seed=0,
-                    progress=False, n_probes=8, max_error_rows=1024, recompress=False, basis=None):
+                    progress=False, n_probes=8, max_error_rows=1024, recompress=False,
+                    basis="interpolative"):
         """Compress a kernel matrix on a point set in near-linear time, never forming it.
 
         Recursive skeletonisation with proxy points on the geometric tree of the
@@ -304,6 +305,45 @@ class HSSMatrix:
         return out
 
     # -- products -------------------------------------------------------------------
+
+    def to_interpolative(self):
+        """The same matrix in interpolative storage (:attr:`storage`), itself if it already is.
+
+        Every nested basis is rewritten as ``U_i = P_i S_i`` with
+        ``P_i = Pi_i [I; T_i]``: the skeleton rows are the pivots of a
+        column-pivoted QR of the basis (of ``[S_a R_a; S_b R_b]`` above the
+        leaves), and the factors S move into the couplings
+        (``B12 <- S_a B12 S_b^T``). The matrix is unchanged up to rounding;
+        a basis that is numerically rank-deficient (pivots below
+        ``max(rows, cols) * eps`` times the largest) loses the dependent
+        columns, so ranks never grow. A matrix whose generators are exactly
+        symmetric (U = V, R = W, B21 = B12^T, D = D^T) gets the symmetric form.
+
+        Costs O(n k^2) time; the result typically needs half the memory of
+        orthonormal bases and its products are faster
+        (docs/benchmarks.md, ``bench_storage``).
+
+        Returns
+        -------
+        HSSMatrix
+        """
+        if self._form != "explicit":
+            return self
+        bufs, offs = self.generator_buffers()
+        kU, kV = self.row_ranks, self.col_ranks
+        symmetric = _interp.is_exactly_symmetric(bufs, offs, self._tree, kU, kV)
+        kU, kV, ibufs, ioffs = _interp.from_explicit(self._tree, self.generators(), symmetric)
+        form = "interpolative-symmetric" if symmetric else "interpolative"
+        return HSSMatrix(self._tree, kU, kV, ibufs, _offsets=ioffs, _form=form)
+
+    def to_explicit(self):
+        """The same matrix in explicit storage (new buffers), itself if it already is.
+
+        For a matrix from :meth:`from_kernel` or :meth:`to_interpolative` the
+        bases are the interpolation matrices written out in full (not
+        orthonormal; :meth:`recompress` gives orthonormal ones).
+        """
+        return self._explicit()
 
     def _interp_buffers(self):
         """Buffers of the interpolative form of the matrix as it acts (``H.T`` transposed: new buffers).

@@ -509,12 +509,12 @@ def test_unsymmetric_kernel_keeps_separate_bases(rng):
     k = kernels.CallableKernel(lambda X, Y: np.exp(-4.0 * np.sum((X[:, None] - 1.2 * Y[None]) ** 2, axis=2)))
     for recompress in (False, True):
         H, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6, recompress=recompress)
-        if recompress:
-            assert H.storage == "explicit" and H._bufs["U"] is not H._bufs["V"]
-        else:
-            assert H.storage == "interpolative" and H._bufs["TU"] is not H._bufs["TV"]
-            assert H._bufs["B21"].size > 0
+        assert H.storage == "interpolative" and H._bufs["TU"] is not H._bufs["TV"]
+        assert H._bufs["B21"].size > 0
         _check(H, info, k.matrix(pts), 1e-6)
+        G, info = from_kernel(k, pts, leaf_size=LEAF, rtol=1e-6, recompress=recompress, basis="orthonormal")
+        assert G.storage == "explicit" and G._bufs["U"] is not G._bufs["V"]
+        _check(G, info, k.matrix(pts), 1e-6)
 
 
 @pytest.mark.parametrize("name", ["gaussian", "matern32", "laplace"])
@@ -525,7 +525,7 @@ def test_recompression_keeps_the_error_bound_and_lowers_ranks(name, d):
     A = k.matrix(pts)
     rtol = 1e-6
     H0, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, basis="orthonormal")
-    H1, info = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, recompress=True)
+    H1, info = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, recompress=True, basis="orthonormal")
     err = _check(H1, info, A, rtol)
     # the truncation budget is half of rtol, on top of the build's own error
     assert err <= rtol
@@ -548,8 +548,25 @@ def test_basis_option_is_checked(rng):
     pts = rng.random((50, 2))
     with pytest.raises(ValueError, match="basis must be 'interpolative' or 'orthonormal', got 'qr'"):
         from_kernel(kernels.Gaussian(0.2), pts, basis="qr")
-    with pytest.raises(ValueError, match="recompress=True truncates orthonormal bases"):
-        from_kernel(kernels.Gaussian(0.2), pts, recompress=True, basis="interpolative")
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_recompression_in_interpolative_storage(d):
+    """recompress=True with the default basis: the truncated orthonormal bases rewritten as
+    interpolative ones. Same matrix as the orthonormal recompression (to rounding), lower
+    ranks and memory than the build without recompression."""
+    pts = np.random.default_rng(40 + d).random((N, d))
+    k = kernels.Laplace() if d == 3 else kernels.Gaussian(0.1, shift=1.0)
+    rtol = 1e-6
+    H0, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol)
+    H1, info = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, recompress=True)
+    G1, _ = from_kernel(k, pts, leaf_size=LEAF, rtol=rtol, recompress=True, basis="orthonormal")
+    assert H1.storage == H0.storage == "interpolative-symmetric"
+    assert _check(H1, info, k.matrix(pts), rtol) <= rtol
+    assert np.all(H1.row_ranks <= G1.row_ranks) and np.all(H1.row_ranks <= H0.row_ranks)
+    assert H1.nbytes < H0.nbytes < G1.nbytes
+    X = np.random.default_rng(1).standard_normal((N, 2))
+    assert np.linalg.norm(H1 @ X - G1 @ X) <= 1e-12 * np.linalg.norm(G1 @ X)
 
 
 # -- the interpolative storage form (the default) ---------------------------------------

@@ -36,6 +36,12 @@ def median_time(fn, repeat=7, warmup=1):
     return _median(fn, repeat=repeat, warmup=warmup)
 
 
+def cpu_median_time(fn, repeat=7, warmup=1):
+    """Median CPU time of the calling thread for ``fn()`` (single-threaded runs only)."""
+    from hssalg._timing import median_time as _median
+    return _median(fn, repeat=repeat, warmup=warmup, clock=time.thread_time)
+
+
 def first_call_time(fn):
     """Wall time of one call (used for the numba load/compile time of a first call)."""
     t0 = time.perf_counter()

@@ -21,7 +21,6 @@ shared with other jobs this leaves out the time the process waits for a core
 """
 
 import argparse
-import time
 
 import _common
 
@@ -47,13 +46,7 @@ def median_time(fn, repeat):
         return _common.median_time(fn, repeat=repeat)
     if args.threads != 1:
         raise SystemExit("--clock cpu measures the calling thread only; use it with --threads 1")
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.thread_time()
-        fn()
-        times.append(time.thread_time() - t0)
-    return float(np.median(times))
+    return _common.cpu_median_time(fn, repeat=repeat)
 
 
 def main():

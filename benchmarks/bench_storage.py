@@ -22,7 +22,6 @@ import _common
 args = _common.setup(__doc__.splitlines()[0])
 
 import sys                           # noqa: E402
-import time                          # noqa: E402
 
 import numpy as np                   # noqa: E402  (thread counts are pinned first)
 
@@ -30,16 +29,6 @@ import hssalg as hs                  # noqa: E402
 from hssalg import kernels           # noqa: E402
 
 CASES = [("2-D Gaussian", 16384), ("2-D Gaussian", 65536), ("3-D Laplace", 8192), ("3-D Laplace", 16384)]
-
-
-def cpu_median(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        c0 = time.process_time()
-        fn()
-        times.append(time.process_time() - c0)
-    return float(np.median(times))
 
 
 def main():
@@ -66,7 +55,8 @@ def main():
         diff = float(np.linalg.norm(Hi @ X16 - Ho @ X16) / np.linalg.norm(Ho @ X16))
         p = {}
         for basis, (H, _) in built.items():
-            p[basis] = (cpu_median(lambda: H @ X1, args.repeat), cpu_median(lambda: H @ X16, args.repeat))
+            p[basis] = (_common.cpu_median_time(lambda: H @ X1, args.repeat),
+                        _common.cpu_median_time(lambda: H @ X16, args.repeat))
         rows.append([name, n, Hi.max_rank,
                      f"{Hi.nbytes / 1e6:.1f}", f"{Ho.nbytes / 1e6:.1f}", f"{Hi.nbytes / Ho.nbytes:.2f}",
                      f"{ti:.2f}", f"{to:.2f}",

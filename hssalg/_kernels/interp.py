@@ -127,7 +127,6 @@ def apply(tree, k_in, k_out, T_in, T_in_off, p_in, p_in_off, T_out, T_out_off, p
     Y : (n, s) array in tree order
     """
     parent, left, right, start, stop, level_ptr = tree
-    n_nodes = left.shape[0]
     s = X.shape[1]
     xoff = _rank_offsets(k_in, s)
     yoff = _rank_offsets(k_out, s)

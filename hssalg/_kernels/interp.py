@@ -44,9 +44,9 @@ def _stacked_row(buf, off_a, off_b, k_a, s, r):
 def _add_row(dst, src):
     """dst += src for two 1-D arrays of one length (dst a view into a kernel's own buffer).
 
-    A loop, not ``dst[:] += src``: on a view returned by a function numba's
-    in-place operator wrote into a temporary (measured: the update was lost),
-    and ``A[i] += B[j]`` allocates a temporary row per call.
+    A loop, not ``dst[:] += src``: on a view returned by a function, numba's
+    in-place operator wrote into a temporary (the first version of this kernel
+    lost those updates); a loop also never builds a temporary row.
     """
     for j in range(dst.shape[0]):
         dst[j] += src[j]
@@ -60,7 +60,7 @@ def _zeros(n, like):
 
 @njit(cache=True)
 def _copy_row(dst, src):
-    """dst[:] = src, by a loop: row operations on views allocate temporaries in numba."""
+    """dst[:] = src, by a loop (see :func:`_add_row`)."""
     for j in range(dst.shape[0]):
         dst[j] = src[j]
 

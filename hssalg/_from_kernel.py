@@ -67,9 +67,9 @@ orthonormal; none of them needs orthonormal bases (ULV factors its leaf bases
 by QR; recompression orthonormalises first).
 
 ``basis="orthonormal"`` (and ``recompress=True``, before it truncates)
-orthonormalises the interpolative generators bottom-up instead (QR of each leaf U and of each
-stacked [T_a R_a; T_b R_b], couplings multiplied by the triangular factors),
-in O(n k^2), without changing the matrix. The stacks contain identity rows
+orthonormalises the interpolative generators bottom-up instead (QR of each
+leaf U and of each stacked [T_a R_a; T_b R_b], couplings multiplied by the
+triangular factors), in O(n k^2), without changing the matrix. The stacks contain identity rows
 and are well conditioned, so the large ones are factored by Cholesky QR,
 checked (see :func:`_qr_tall`).
 

@@ -212,7 +212,8 @@ class HSSMatrix:
 
         - ``"explicit"``: every leaf basis U_i, V_i and transfer R_i, W_i as a
           full block (what :meth:`from_generators`, :meth:`from_dense`,
-          :meth:`from_matvec` and every operation return).
+          :meth:`from_matvec`, the transpose of an explicit matrix and the
+          arithmetic return).
         - ``"interpolative"``: the bases of :meth:`from_kernel`, kept as the
           interpolation matrices ``P_i = Pi_i [I; T_i]`` that recursive
           skeletonisation finds, storing only T_i and a row order (about half
@@ -223,6 +224,8 @@ class HSSMatrix:
 
         Products use any form directly; the other operations read the
         explicit form, materialised for the call (:meth:`generator_buffers`).
+        :meth:`to_interpolative` and :meth:`to_explicit` convert, and
+        :meth:`recompress` keeps the form.
         """
         return self._form
 
@@ -304,7 +307,7 @@ class HSSMatrix:
                          for i in range(self._tree.n_nodes)]
         return out
 
-    # -- products -------------------------------------------------------------------
+    # -- storage forms ----------------------------------------------------------------
 
     def to_interpolative(self):
         """The same matrix in interpolative storage (:attr:`storage`), itself if it already is.
@@ -369,6 +372,8 @@ class HSSMatrix:
             return self
         bufs = _interp.to_explicit(self._tree, self._kU, self._kV, self._bufs, self._offs, self._symmetric_form)
         return HSSMatrix(self._tree, self._kU, self._kV, bufs, transposed=self._transposed)
+
+    # -- products -------------------------------------------------------------------
 
     def _apply(self, X, transpose):
         """Y = op(A) X with X (n, s) C-contiguous in tree order."""

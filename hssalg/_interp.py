@@ -11,6 +11,8 @@ inner node's P. Its bases are not orthonormal; nothing that reads the
 explicit form assumes they are (recompression orthonormalises first).
 """
 
+import functools
+
 import numpy as np
 import scipy.linalg as sla
 
@@ -62,10 +64,20 @@ def block(bufs, offs, kind, node, rows, cols):
     return bufs[kind][offs[kind][node]:offs[kind][node + 1]].reshape(rows, cols)
 
 
+@functools.lru_cache(maxsize=16)
+def _tril(m):
+    """Row and column indices of the lower triangle of an (m, m) block, by rows (read-only, cached:
+    every leaf of a tree has one of a few sizes, and computing them took 40% of :func:`to_explicit`)."""
+    rows, cols = np.tril_indices(m)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
+
+
 def unpack_leaf(packed, m):
     """The symmetric (m, m) block whose lower triangle is packed by rows in ``packed``."""
     out = np.empty((m, m), dtype=packed.dtype)
-    rows, cols = np.tril_indices(m)
+    rows, cols = _tril(m)
     out[rows, cols] = packed
     out[cols, rows] = packed
     return out
@@ -73,7 +85,7 @@ def unpack_leaf(packed, m):
 
 def pack_leaf(D):
     """The lower triangle of a square block, packed by rows."""
-    return D[np.tril_indices(D.shape[0])]
+    return D[_tril(D.shape[0])]
 
 
 def to_explicit(tree, kU, kV, bufs, offs, symmetric):

@@ -12,9 +12,11 @@ order; D as packed triangles and no B21 for these symmetric kernels) and with
 U = V and R = W shared). Per form: generator MB (``H.nbytes``), build CPU
 seconds (one build each, after a warm-up build at n = 2048; the process is
 single-threaded, so CPU time is the reliable clock on a shared machine), the product time ``H @ X`` for 1 and 16
-columns (median CPU time of --repeat calls after a warm-up), and the
-relative difference of the two forms' products (both are the same matrix up
-to rounding).
+columns (median CPU time of --repeat calls after a warm-up), the Cholesky-ULV
+factorisation ``H.factorize(spd=True)`` of the 2-D matrices (median of 3; it
+reads the explicit form, which the interpolative matrix materialises for it),
+and the relative difference of the two forms' products (both are the same
+matrix up to rounding).
 """
 
 import _common
@@ -49,6 +51,9 @@ def main():
             H = hs.HSSMatrix.from_kernel(kernel, points, leaf_size=64, rtol=1e-6, seed=0, basis=basis)
             built[basis] = (H, H.info.cpu_time_build)
         X1, X16 = rng.standard_normal(n), rng.standard_normal((n, 16))
+        # the Cholesky-ULV of the 2-D matrices (SPD: +I on the diagonal); the 3-D Laplace
+        # matrix with zero diagonal is not definite
+        factor = name.startswith("2-D")
         (Hi, ti), (Ho, to) = built["interpolative"], built["orthonormal"]
         if not np.array_equal(Hi.row_ranks, Ho.row_ranks):
             raise SystemExit(f"{name} n = {n}: the two builds found different ranks")
@@ -56,19 +61,21 @@ def main():
         p = {}
         for basis, (H, _) in built.items():
             p[basis] = (_common.cpu_median_time(lambda: H @ X1, args.repeat),
-                        _common.cpu_median_time(lambda: H @ X16, args.repeat))
+                        _common.cpu_median_time(lambda: H @ X16, args.repeat),
+                        _common.cpu_median_time(lambda: H.factorize(spd=True), 3) if factor else None)
         rows.append([name, n, Hi.max_rank,
                      f"{Hi.nbytes / 1e6:.1f}", f"{Ho.nbytes / 1e6:.1f}", f"{Hi.nbytes / Ho.nbytes:.2f}",
                      f"{ti:.2f}", f"{to:.2f}",
                      f"{p['interpolative'][0] * 1e3:.2f}", f"{p['orthonormal'][0] * 1e3:.2f}",
                      f"{p['interpolative'][1] * 1e3:.1f}", f"{p['orthonormal'][1] * 1e3:.1f}",
+                     f"{p['interpolative'][2]:.2f}" if factor else "", f"{p['orthonormal'][2]:.2f}" if factor else "",
                      f"{diff:.1e}"])
         print(f"  {name} n = {n}: {Hi.nbytes / 1e6:.1f} / {Ho.nbytes / 1e6:.1f} MB", flush=True, file=sys.stderr)
         del built, Hi, Ho
     _common.table(["problem", "n", "max rank", "interp. MB", "orthon. MB", "memory ratio",
                    "build s interp. (cpu)", "build s orthon. (cpu)",
                    "H @ x ms interp.", "H @ x ms orthon.", "H @ X16 ms interp.", "H @ X16 ms orthon.",
-                   "rel. difference"], rows)
+                   "factorize(spd) s interp.", "factorize(spd) s orthon.", "rel. difference"], rows)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ storage of :attr:`HSSMatrix.storage`; STRUMPACK and H2Pack store their bases
 so). Against orthonormal bases this halves the memory of a 2-D Gaussian and
 takes 0.36 of it for the 3-D Laplace kernel (rtol 1e-6, n = 16384: 12.6
 against 26.5 MB and 248 against 694 MB), makes the build 1.7x faster in 3-D
-(no orthonormalisation) and the products 1.1-2.8x faster
+(no orthonormalisation) and the products 1.1-2.9x faster
 (benchmarks/bench_storage.py). Products run on this storage; the other
 operations read the explicit form materialised from it, whose bases are not
 orthonormal; none of them needs orthonormal bases (ULV factors its leaf bases

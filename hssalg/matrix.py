@@ -245,7 +245,7 @@ class HSSMatrix:
     def __repr__(self):
         n = self._tree.n
         return (f"HSSMatrix(shape=({n}, {n}), dtype={self._dtype}, depth={self._tree.depth}, "
-                f"leaf_size={self._tree.leaf_size}, max_rank={self.max_rank}, "
+                f"leaf_size={self._tree.leaf_size}, max_rank={self.max_rank}, storage={self._form}, "
                 f"{self.nbytes / 2**20:.2f} MiB vs {n * n * self._dtype.itemsize / 2**20:.2f} MiB dense)")
 
     # -- generators -------------------------------------------------------------------

@@ -89,6 +89,7 @@ def test_attributes():
     expected = 8 * (256 * 16 + 2 * 256 * 5 + 2 * 25 * (tree.n_nodes - 3) + 2 * 25 * (tree.n_nodes - n_leaf))
     assert H.nbytes == expected, (H.nbytes, expected, inner_nonroot)
     assert "max_rank=5" in repr(H)
+    assert "storage=explicit" in repr(H) and "storage=interpolative" in repr(H.to_interpolative())
 
 
 def test_from_generators_round_trip_and_checks():

@@ -1108,37 +1108,7 @@ def _assemble(tree, g, symmetric):
 
 
 def _assemble_interp(tree, g, symmetric):
-    """HSSMatrix in interpolative storage from per-node lists of its kinds (consumed).
-
-    The ranks are the columns of each node's T; a symmetric matrix shares
-    TU / TV and pU / pV.
-    """
-    n_nodes = tree.n_nodes
-    k = np.zeros(n_nodes, dtype=np.int64)
-    kV = np.zeros(n_nodes, dtype=np.int64)
-    for i in range(1, n_nodes):
-        k[i] = g["TU"][i].shape[1]
-        kV[i] = g["TV"][i].shape[1]
-    shapes = _layout.interp_block_shapes(tree, k, kV, symmetric)
-    offs = _layout.interp_offsets(tree, k, kV, symmetric)
-    bufs = {}
-    for kind in _layout.INTERP_KINDS:
-        if symmetric and kind in ("TV", "pV"):
-            continue
-        rows, cols = shapes[kind]
-        dtype = np.int32 if kind in ("pU", "pV") else np.float64
-        buf = np.empty(int(offs[kind][-1]), dtype=dtype)
-        for i in range(n_nodes):
-            size = int(rows[i] * cols[i])
-            if size == 0:
-                continue
-            blk = g[kind][i]
-            if blk.size != size:             # an internal inconsistency, never the caller's
-                raise AssertionError(f"{kind}[{i}] has shape {blk.shape}, layout wants {(rows[i], cols[i])}")
-            buf[offs[kind][i]:offs[kind][i + 1]].reshape(blk.shape)[...] = blk
-            g[kind][i] = None
-        bufs[kind] = buf
-    if symmetric:
-        bufs["TV"], bufs["pV"] = bufs["TU"], bufs["pU"]
+    """HSSMatrix in interpolative storage from per-node lists of its kinds (consumed)."""
+    kU, kV, bufs, offs = _interp.assemble(tree, g, symmetric)
     form = "interpolative-symmetric" if symmetric else "interpolative"
-    return HSSMatrix(tree, k, kV, bufs, _offsets=offs, _form=form)
+    return HSSMatrix(tree, kU, kV, bufs, _offsets=offs, _form=form)

@@ -217,12 +217,10 @@ def _interp_side(tree, basis, transfer):
 
     Returns
     -------
-    k : (n_nodes,) int64 array, the new ranks (at most the old ones)
-    perm, T : lists, the row order and T of every non-root node
+    perm, T : lists, the row order and T (its columns: the new rank) of every non-root node
     S : list, (k_new, k_old) factor of every non-root node: old basis = new basis @ S
     """
     n_nodes, left, right = tree.n_nodes, tree.left, tree.right
-    k = np.zeros(n_nodes, dtype=np.int64)
     perm, T, S = [None] * n_nodes, [None] * n_nodes, [None] * n_nodes
     for lvl in range(tree.depth, 0, -1):
         for i in range(tree.level_ptr[lvl], tree.level_ptr[lvl + 1]):
@@ -232,8 +230,7 @@ def _interp_side(tree, basis, transfer):
                 a, b = left[i], right[i]
                 M = np.vstack([S[a] @ transfer[a], S[b] @ transfer[b]])
             perm[i], T[i], S[i] = _row_id(M)
-            k[i] = T[i].shape[1]
-    return k, perm, T, S
+    return perm, T, S
 
 
 def from_explicit(tree, g, symmetric):
@@ -260,9 +257,8 @@ def from_explicit(tree, g, symmetric):
     """
     n_nodes, left, right = tree.n_nodes, tree.left, tree.right
     dtype = np.float64 if all(b is None or b.dtype == np.float64 for b in g["D"]) else np.float32
-    kU, pU, TU, SU = _interp_side(tree, g["U"], g["R"])
-    kV, pV, TV, SV = (kU, pU, TU, SU) if symmetric else _interp_side(tree, g["V"], g["W"])
-    offs = _layout.interp_offsets(tree, kU, kV, symmetric)
+    pU, TU, SU = _interp_side(tree, g["U"], g["R"])
+    pV, TV, SV = (pU, TU, SU) if symmetric else _interp_side(tree, g["V"], g["W"])
     blocks = {kind: [None] * n_nodes for kind in _layout.INTERP_KINDS}
     for i in range(n_nodes):
         if left[i] < 0:
@@ -275,34 +271,64 @@ def from_explicit(tree, g, symmetric):
     for i in range(1, n_nodes):
         blocks["TU"][i], blocks["pU"][i] = TU[i], pU[i]
         blocks["TV"][i], blocks["pV"][i] = TV[i], pV[i]
+    return assemble(tree, blocks, symmetric, dtype)
+
+
+def assemble(tree, blocks, symmetric, dtype=np.float64):
+    """Flat buffers of the interpolative form from per-node blocks (the lists are consumed).
+
+    Parameters
+    ----------
+    tree : ClusterTree
+    blocks : dict
+        kind of ``_layout.INTERP_KINDS`` -> per-node list (None where a node
+        has no block; TV, pV and B21 are ignored in the symmetric form).
+    symmetric : bool
+    dtype : float64 or float32, of the float kinds
+
+    Returns
+    -------
+    kU, kV : (n_nodes,) int64 arrays, the ranks: columns of each node's T
+    bufs, offs : dict
+        The buffers (TV, pV are TU, pU in the symmetric form) and their offsets.
+    """
+    n_nodes = tree.n_nodes
+    kU = np.zeros(n_nodes, dtype=np.int64)
+    for i in range(1, n_nodes):
+        kU[i] = blocks["TU"][i].shape[1]
+    kV = kU.copy()
+    if not symmetric:
+        for i in range(1, n_nodes):
+            kV[i] = blocks["TV"][i].shape[1]
+    shapes = _layout.interp_block_shapes(tree, kU, kV, symmetric)
+    offs = _layout.interp_offsets(tree, kU, kV, symmetric)
     bufs = {}
     for kind in _layout.INTERP_KINDS:
         if symmetric and kind in ("TV", "pV"):
             continue
+        rows, cols = shapes[kind]
         buf = np.empty(int(offs[kind][-1]), dtype=np.int32 if kind in ("pU", "pV") else dtype)
         for i in range(n_nodes):
+            size = int(rows[i] * cols[i])
+            if size == 0:
+                continue
             blk = blocks[kind][i]
-            if blk is not None and blk.size:
-                buf[offs[kind][i]:offs[kind][i + 1]] = blk.ravel()
+            if blk.size != size:             # an internal inconsistency, never the caller's
+                raise AssertionError(f"{kind}[{i}] has shape {blk.shape}, layout wants {(rows[i], cols[i])}")
+            buf[offs[kind][i]:offs[kind][i + 1]].reshape(blk.shape)[...] = blk
+            blocks[kind][i] = None           # copied: the lists and buffers are never both whole
         bufs[kind] = buf
     if symmetric:
         bufs["TV"], bufs["pV"] = bufs["TU"], bufs["pU"]
     return kU, kV, bufs, offs
 
 
-def is_exactly_symmetric(bufs, offs, tree, kU, kV):
-    """Whether explicit buffers have U = V, R = W, B21 = B12^T and symmetric D, exactly."""
-    if not np.array_equal(kU, kV):
-        return False
-    for a, b in (("U", "V"), ("R", "W")):
-        if bufs[a] is not bufs[b] and not np.array_equal(bufs[a], bufs[b]):
-            return False
-    shapes = _layout.block_shapes(tree, kU, kV)
-    for kind, other in (("D", "D"), ("B21", "B12")):
-        rows, cols = shapes[kind]
-        for i in np.flatnonzero(rows * cols):
-            X = bufs[kind][offs[kind][i]:offs[kind][i + 1]].reshape(rows[i], cols[i])
-            Y = bufs[other][offs[other][i]:offs[other][i + 1]].reshape(cols[i], rows[i])
-            if not np.array_equal(X, Y.T):
-                return False
-    return True
+def is_exactly_symmetric(g):
+    """Whether per-node generators g (``HSSMatrix.generators()``) have U = V, R = W,
+    B21 = B12^T and symmetric D, exactly."""
+    def same(x, y):
+        return x is y or (x is None) == (y is None) and (x is None or np.array_equal(x, y))
+    return (all(same(u, v) for u, v in zip(g["U"], g["V"]))
+            and all(same(r, w) for r, w in zip(g["R"], g["W"]))
+            and all(same(b, None if c is None else c.T) for b, c in zip(g["B12"], g["B21"]))
+            and all(d is None or np.array_equal(d, d.T) for d in g["D"]))

@@ -332,10 +332,9 @@ class HSSMatrix:
         """
         if self._form != "explicit":
             return self
-        bufs, offs = self.generator_buffers()
-        kU, kV = self.row_ranks, self.col_ranks
-        symmetric = _interp.is_exactly_symmetric(bufs, offs, self._tree, kU, kV)
-        kU, kV, ibufs, ioffs = _interp.from_explicit(self._tree, self.generators(), symmetric)
+        g = self.generators()
+        symmetric = _interp.is_exactly_symmetric(g)
+        kU, kV, ibufs, ioffs = _interp.from_explicit(self._tree, g, symmetric)
         form = "interpolative-symmetric" if symmetric else "interpolative"
         return HSSMatrix(self._tree, kU, kV, ibufs, _offsets=ioffs, _form=form)
 

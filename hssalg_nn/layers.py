@@ -14,7 +14,7 @@ structure (tree, ranks, layout).
 import autograd.numpy as anp
 import numpy as onp
 from autograd.builtins import dict as _boxed_dict
-from autograd.extend import Box, defvjp, primitive
+from autograd.extend import Box, defjvp, defvjp, primitive
 
 from hssalg._validation import check_dtype, check_positive_int
 from hssalg.matrix import HSSMatrix
@@ -112,6 +112,8 @@ def _expand(params, layer):
 
 
 defvjp(_expand, lambda ans, params, layer: lambda g: layer._reduce_plain(g))
+# linear in the parameters: the tangent of the buffers is the expansion of the tangent
+defjvp(_expand, lambda g, ans, params, layer: layer._expand_plain(g))
 
 
 class HSSLinear:

@@ -7,25 +7,31 @@ buffers (``"D", "U", "V", "R", "W", "B12", "B21"``, the layout of
 ranks, offsets). :func:`hss_apply` multiplies a batch of vectors by the matrix or
 its transpose; its vector-Jacobian products with respect to the batch *and every
 generator buffer* come from one numba sweep (:func:`hssalg._kernels.grad.backward`),
-not from autograd tracing a loop over nodes.
+not from autograd tracing a loop over nodes; so do its Jacobian-vector products
+(:func:`hssalg._kernels.tangent.tangent`), so that ``autograd.make_jvp`` works
+through it. :func:`hss_apply_jvp` gives the product and one directional derivative
+from a single sweep, as plain arrays, for optimisers that need J v.
 
-Only reverse mode of first order is defined (what training needs); the VJPs
-themselves are not differentiable again.
+Derivatives are of first order, in either mode (what training needs); the VJPs
+and JVPs themselves are not differentiable again.
 """
 
 import threading
 import weakref
 
 import numpy as onp
+from autograd.builtins import _make_dict
 from autograd.builtins import dict as _boxed_dict
-from autograd.extend import Box, defvjp, defvjp_argnums, primitive, vspace
+from autograd.core import primitive_jvps
+from autograd.extend import Box, defjvp, defjvp_argnums, defvjp, defvjp_argnums, primitive, vspace
 
 from hssalg import _layout
 from hssalg._kernels import grad as _grad
+from hssalg._kernels import tangent as _tangent
 from hssalg.matrix import HSSMatrix
 from hssalg.tree import ClusterTree
 
-__all__ = ["HSSLayout", "hss_apply", "permute_last", "KINDS"]
+__all__ = ["HSSLayout", "Linearization", "hss_apply", "hss_apply_jvp", "permute_last", "KINDS"]
 
 KINDS = _layout.KINDS
 
@@ -141,18 +147,19 @@ class HSSLayout:
                 f"{int(max(self.kU.max(), self.kV.max()))})")
 
 
-def check_gens(gens, layout, unbox=False):
+def check_gens(gens, layout, unbox=False, name="gens"):
     """Check that ``gens`` holds the seven buffers of ``layout``; returns them as a dict.
 
-    With ``unbox`` autograd boxes are replaced by their values.
+    With ``unbox`` autograd boxes are replaced by their values. ``name`` is the
+    argument's name in the error messages.
     """
     if not (hasattr(gens, "keys") and hasattr(gens, "__getitem__")):  # a dict or autograd's DictBox
-        raise TypeError(f"gens must be a dict of generator buffers (kinds {', '.join(KINDS)}), "
+        raise TypeError(f"{name} must be a dict of generator buffers (kinds {', '.join(KINDS)}), "
                         f"got {type(gens).__name__}")
     keys = set(gens.keys())
     missing = [k for k in KINDS if k not in keys]
     if missing:
-        raise ValueError(f"gens is missing the generator buffer(s) {missing}")
+        raise ValueError(f"{name} is missing the generator buffer(s) {missing}")
     if isinstance(gens, Box):
         gens = gens._value
     out = {}
@@ -163,16 +170,16 @@ def check_gens(gens, layout, unbox=False):
             b = getattr(b, "_value", b)
         shape = onp.shape(b)
         if len(shape) != 1 or shape[0] != layout.sizes[kind]:
-            raise ValueError(f"gens[{kind!r}] must be a 1-D buffer of length {layout.sizes[kind]} for this "
+            raise ValueError(f"{name}[{kind!r}] must be a 1-D buffer of length {layout.sizes[kind]} for this "
                              f"layout, got shape {shape}")
         dt = onp.result_type(getattr(b, "dtype", onp.float64))
         if dt not in (onp.dtype(onp.float64), onp.dtype(onp.float32)):
-            raise TypeError(f"gens[{kind!r}] must be float64 or float32, got {dt}")
+            raise TypeError(f"{name}[{kind!r}] must be float64 or float32, got {dt}")
         if dtype is None:
             dtype = dt
         elif dt != dtype:
-            raise TypeError(f"all generator buffers must share one dtype; gens['D'] is {dtype} but "
-                            f"gens[{kind!r}] is {dt}")
+            raise TypeError(f"all generator buffers must share one dtype; {name}['D'] is {dtype} but "
+                            f"{name}[{kind!r}] is {dt}")
         out[kind] = b
     return out
 
@@ -288,11 +295,73 @@ def _product_vjp(argnums, ans, args, kwargs):
 defvjp_argnums(_hss_product, _product_vjp)
 
 
+def _tangent_roles(dgens, transpose):
+    """Tangent buffers by role, in the order of :func:`hssalg._kernels.tangent.forward_tangent`
+    (the roles of :func:`_roles`)."""
+    if not transpose:
+        return (dgens["V"], dgens["W"], dgens["U"], dgens["R"], dgens["B12"], dgens["B21"], dgens["D"])
+    return (dgens["U"], dgens["R"], dgens["V"], dgens["W"], dgens["B21"], dgens["B12"], dgens["D"])
+
+
+def _tangent_buffers(dgens, layout, dtype):
+    """The seven tangent buffers as read-only arrays of ``dtype``.
+
+    Keys other than the seven kinds are ignored (the tangent of a dict has the keys
+    of the dict). A missing entry, None or a scalar zero (how a zero tangent may
+    arrive) becomes a zero buffer.
+    """
+    out = {}
+    for kind in KINDS:
+        t = dgens[kind] if kind in dgens else None
+        if t is None or (onp.ndim(t) == 0 and not t):
+            t = onp.zeros(layout.sizes[kind], dtype)
+        out[kind] = _readonly(t, dtype)
+    return out
+
+
+def _no_tangent(Xt):
+    """The empty (0, n) batch by which the kernels are told that X has no tangent."""
+    return _readonly(onp.empty((0, Xt.shape[1]), Xt.dtype), Xt.dtype)
+
+
+def _product_jvp(argnums, gs, ans, args, kwargs):
+    # one evaluation for every moving argument: with tangents in both the generators and
+    # X the kernel takes both in the same sweep
+    gens_in, X, layout, transpose = args
+    tangents = dict(zip(argnums, gs))
+    if 0 not in tangents:
+        # only the batch moves: the product is linear in X, its JVP the product of the tangent
+        return _forward(gens_in, tangents[1], layout, transpose)[0]
+    # the forward product that returned ans has just run (autograd builds the JVP right
+    # after it) and left its sweeps: reuse them rather than sweep the input again. The
+    # entry is left in place for a VJP of the same product.
+    entry = getattr(_saved, "value", None)
+    if entry is not None and entry[0]() is ans:
+        gens, Xt, xt, yt = entry[1]
+    else:
+        _, (gens, Xt, xt, yt) = _forward(gens_in, X, layout, transpose)
+    dtype = gens["D"].dtype
+    dgens = _tangent_buffers(tangents[0], layout, dtype)
+    dXt = _to_tree_order(tangents[1], layout, dtype) if 1 in tangents else _no_tangent(Xt)
+    dYt = _tangent.tangent(layout.tree.arrays, *_roles(layout, gens, transpose),
+                           *_tangent_roles(dgens, transpose), Xt, xt, yt, dXt)
+    return _to_caller_order(dYt, layout)
+
+
+defjvp_argnums(_hss_product, _product_jvp)
+
+# autograd defines no JVP for the dict it builds from boxed values (autograd.builtins.dict,
+# with which hss_apply and HSSLinear.generators box a plain dict holding boxes): without
+# one, forward mode would stop there. Its values arrive as one list; so does their tangent.
+if _make_dict not in primitive_jvps:
+    defjvp(_make_dict, lambda g, ans, keys, vals: dict(zip(keys, g)), argnums=(1,))
+
+
 def hss_apply(gens, X, layout, transpose=False):
     """Y = X op(A)ᵀ: every row of the batch X multiplied by A (or by Aᵀ).
 
-    Differentiable (reverse mode, first order) with respect to X and to every
-    generator buffer. The vector-Jacobian product with respect to X is the
+    Differentiable (reverse and forward mode, first order) with respect to X and
+    to every generator buffer. The vector-Jacobian product with respect to X is the
     transposed product; those with respect to the generators are outer products of
     the sweep quantities of the forward product and of the transposed product of
     the cotangent (see :mod:`hssalg._kernels.grad`), all from one numba sweep.
@@ -328,6 +397,131 @@ def hss_apply(gens, X, layout, transpose=False):
     return _hss_product(gens, X, layout, bool(transpose))
 
 
+def hss_apply_jvp(gens, dgens, X, layout, transpose=False, dX=None):
+    """Y = X op(A)ᵀ and its directional derivative dY, both from one sweep.
+
+    dY = X op(dA)ᵀ + dX op(A)ᵀ, where dA is the first-order change of A along
+    the tangent generators ``dgens`` (A is multilinear in the generators, not
+    linear: dA is not the matrix of ``dgens``; see :mod:`hssalg._kernels.tangent`
+    for the sweep). This is the Jacobian-vector product J v of
+    :func:`hss_apply` for the direction v = (dgens, dX), as plain arrays (not
+    differentiable); its cost is about 2.5 times that of the product. For a layer
+    with symmetric or shared parameters the tangent generators of a parameter
+    direction dp are ``layer.generators(dp)`` (that map is linear).
+
+    Parameters
+    ----------
+    gens : dict
+        kind -> 1-D array of length ``layout.sizes[kind]`` (as for :func:`hss_apply`;
+        boxes are unboxed).
+    dgens : dict or None
+        The tangent: kind -> 1-D array of the same length, float64 or float32 (one
+        dtype, cast to the generators'). Keys other than the seven kinds are ignored. None
+        means no change in the generators.
+    X : (s, n) array_like
+        A batch of s vectors as rows, in the caller's order.
+    layout : HSSLayout
+    transpose : bool
+        Differentiate the product with Aᵀ instead.
+    dX : (s, n) array_like or None
+        Tangent of X; None means X is fixed (its products are skipped).
+
+    Returns
+    -------
+    Y : (s, n) array
+        As :func:`hss_apply` returns it.
+    dY : (s, n) array
+        The directional derivative, in the caller's order and the generators' dtype.
+    """
+    if not isinstance(layout, HSSLayout):
+        raise TypeError(f"layout must be an HSSLayout, got {type(layout).__name__}")
+    bufs = check_gens(gens, layout, unbox=True)
+    dtype = onp.result_type(bufs["D"])
+    X = _plain_batch(X, layout, "X")
+    if dgens is None:
+        dbufs = _tangent_buffers({}, layout, dtype)
+    else:
+        dbufs = _tangent_buffers(check_gens(dgens, layout, unbox=True, name="dgens"), layout, dtype)
+    if dX is not None:
+        dX = _plain_batch(dX, layout, "dX")
+        if onp.shape(dX) != onp.shape(X):
+            raise ValueError(f"dX must have the shape of X, {onp.shape(X)}, got shape {onp.shape(dX)}")
+    bufs = {k: _readonly(bufs[k], dtype) for k in KINDS}
+    Xt = _to_tree_order(X, layout, dtype)
+    dXt = _no_tangent(Xt) if dX is None else _to_tree_order(dX, layout, dtype)
+    Yt, dYt = _tangent.forward_tangent(layout.tree.arrays, *_roles(layout, bufs, transpose),
+                                       *_tangent_roles(dbufs, transpose), Xt, dXt)
+    return _to_caller_order(Yt, layout), _to_caller_order(dYt, layout)
+
+
+class Linearization:
+    """The product Y = X Aᵀ at fixed generators, with its JVPs and VJPs in the generators.
+
+    For optimisers that take many Jacobian products at one point (Gauss-Newton,
+    Levenberg-Marquardt): the forward sweep runs once, here; every
+    :meth:`jvp` is then one tangent sweep reusing its x̂, ŷ
+    (:func:`hssalg._kernels.tangent.tangent`) and every :meth:`vjp` one reverse
+    sweep (:func:`hssalg._kernels.grad.backward`), without autograd's
+    bookkeeping. X is data: no derivative with respect to it.
+
+    Parameters
+    ----------
+    gens : dict
+        kind -> 1-D array, as for :func:`hss_apply` (plain arrays).
+    X : (s, n) array_like
+        The batch, rows are vectors, caller's order.
+    layout : HSSLayout
+
+    Attributes
+    ----------
+    Y : (s, n) array
+        The product, caller's order.
+    """
+
+    def __init__(self, gens, X, layout):
+        if not isinstance(layout, HSSLayout):
+            raise TypeError(f"layout must be an HSSLayout, got {type(layout).__name__}")
+        bufs = check_gens(gens, layout, unbox=True)
+        self.dtype = onp.result_type(bufs["D"])
+        self.layout = layout
+        self.gens = {k: _readonly(bufs[k], self.dtype) for k in KINDS}
+        self.Xt = _to_tree_order(_plain_batch(X, layout, "X"), layout, self.dtype)
+        Yt, self.xt, self.yt = _grad.forward(layout.tree.arrays, *_roles(layout, self.gens, False), self.Xt)
+        self.Y = _to_caller_order(Yt, layout)
+
+    def jvp(self, dgens):
+        """dY (s, n) along the tangent generators ``dgens`` (dict kind -> 1-D array)."""
+        dbufs = _tangent_buffers(check_gens(dgens, self.layout, unbox=True, name="dgens"), self.layout,
+                                 self.dtype)
+        dYt = _tangent.tangent(self.layout.tree.arrays, *_roles(self.layout, self.gens, False),
+                               *_tangent_roles(dbufs, False), self.Xt, self.xt, self.yt, _no_tangent(self.Xt))
+        return _to_caller_order(dYt, self.layout)
+
+    def vjp(self, G):
+        """The gradient of <G, Y> with respect to the seven generator buffers (a dict)."""
+        G = _plain_batch(G, self.layout, "G")
+        if onp.shape(G) != self.Xt.shape:
+            raise ValueError(f"G must have the shape of Y, {self.Xt.shape}, got shape {onp.shape(G)}")
+        Gt = _to_tree_order(G, self.layout, self.dtype)
+        _, d_bin, d_tin, d_bout, d_tout, d_cab, d_cba, dD = _grad.backward(
+            self.layout.tree.arrays, *_roles(self.layout, self.gens, False), self.Xt, self.xt, self.yt, Gt,
+            False)
+        return dict(D=dD, V=d_bin, W=d_tin, U=d_bout, R=d_tout, B12=d_cab, B21=d_cba)
+
+
+def _plain_batch(X, layout, name):
+    """X unboxed as an array, checked to be an (s, n) batch of real numbers."""
+    X = onp.asarray(getattr(X, "_value", X))
+    shape = onp.shape(X)
+    if len(shape) != 2 or shape[1] != layout.n:
+        raise ValueError(f"{name} must be a batch of shape (s, {layout.n}) (one vector per row), got shape "
+                         f"{shape}")
+    kind = onp.result_type(X).kind
+    if kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {onp.result_type(X)}")
+    return X
+
+
 # -- a permutation along the last axis ------------------------------------------------------
 
 @primitive
@@ -341,6 +535,8 @@ def permute_last(x, idx, inv_idx):
 
 
 defvjp(permute_last, lambda ans, x, idx, inv_idx: lambda g: onp.take(g, inv_idx, axis=-1))
+# linear in x: the tangent is permuted alike
+defjvp(permute_last, lambda g, ans, x, idx, inv_idx: onp.take(g, idx, axis=-1))
 
 
 def inverse_permutation(idx):

@@ -234,6 +234,16 @@ def lbfgs(loss_fn, params, maxiter=200, gtol=1e-10, ftol=0.0, maxcor=20, callbac
         val = float(loss_fn(params))
         return unflatten(flat0.copy()), {"loss": val, "nit": 0, "nfev": 1, "success": True,
                                          "message": "maxiter = 0"}
+    x, info = lbfgs_flat(fun, flat0, maxiter, gtol, ftol, maxcor, cb)
+    return unflatten(x), info
+
+
+def lbfgs_flat(fun, x0, maxiter, gtol, ftol, maxcor, callback=None):
+    """scipy's L-BFGS-B on a flat vector: ``fun(x) -> (value, gradient)``, ``callback(x)``.
+
+    The core of :func:`lbfgs` (arguments checked there), for callers that
+    compute their own gradients. Returns the last iterate (a copy) and the info dict.
+    """
     # L-BFGS-B's own updates are BLAS level-1/2 calls on the parameter vector; with OpenBLAS
     # threads on a busy 2-core machine they took 150 ms per iteration instead of 7 (18k
     # parameters, maxcor 100). They run on one BLAS thread; the loss keeps the caller's threads.
@@ -246,13 +256,15 @@ def lbfgs(loss_fn, params, maxiter=200, gtol=1e-10, ftol=0.0, maxcor=20, callbac
             return fun(f)
 
     def cb_threads(f):
+        if callback is None:
+            return
         with ctl.limit(limits=caller, user_api="blas"):
-            cb(f)
+            callback(f)
 
     with ctl.limit(limits=1, user_api="blas"):
-        res = scipy.optimize.minimize(fun_threads, flat0, jac=True, method="L-BFGS-B", callback=cb_threads,
+        res = scipy.optimize.minimize(fun_threads, x0, jac=True, method="L-BFGS-B", callback=cb_threads,
                                       options={"maxiter": int(maxiter), "gtol": gtol, "ftol": ftol,
                                                "maxcor": int(maxcor), "maxfun": 10 * int(maxiter) + 10})
     info = {"loss": float(res.fun), "nit": int(res.nit), "nfev": int(res.nfev),
             "success": bool(res.success), "message": str(res.message)}
-    return unflatten(np.array(res.x, copy=True)), info
+    return np.array(res.x, copy=True), info

@@ -30,6 +30,8 @@ from autograd.extend import defvjp, primitive
 from hssalg._npz import read_arrays
 from hssalg._progress import Progress
 
+from .lm import check_options as check_lm_options
+from .lm import levenberg_marquardt, make_problem
 from .optim import adam_init, adam_step, lbfgs, tree_map
 
 __all__ = ["fit", "relative_l2", "relative_mse", "save_checkpoint", "load_checkpoint"]
@@ -355,7 +357,7 @@ def _evaluate(apply, loss, params, X, Y, chunk):
 def fit(model, params, X, Y, epochs=100, batch_size=32, lr=1e-3, optimizer="adam", X_val=None, Y_val=None,
         seed=0, progress=None, checkpoint=None, checkpoint_every=1, resume=False, opt_state=None,
         history=None, loss="relative_l2", b1=0.9, b2=0.999, eps=1e-8, lbfgs_options=None,
-        return_state=False):
+        return_state=False, lm_options=None):
     """Train ``model`` on pairs (x_i, y_i): rows of X and Y.
 
     Parameters
@@ -379,7 +381,13 @@ def fit(model, params, X, Y, epochs=100, batch_size=32, lr=1e-3, optimizer="adam
     lr : float > 0 or callable
         Adam step size, or a schedule ``lr(t) -> float`` of the step count t
         (1, 2, ...).
-    optimizer : {"adam", "lbfgs"}
+    optimizer : {"adam", "lbfgs", "lm"}
+        "lm" is Levenberg-Marquardt (:mod:`hssalg_nn.lm`): full batch, for
+        ``loss="relative_mse"`` only (a sum of squares). For a plain linear
+        ``HSSLinear`` (no weight sharing) the diagonal blocks D_i are solved
+        exactly by least squares at every step and only the other
+        generators are iterated on. The way to fit an exactly representable
+        target to the last digits (issue 5's P6 test); slower per iteration.
     X_val, Y_val : array_like, optional
         Validation pairs; their loss is recorded after every epoch.
     seed : int
@@ -409,6 +417,13 @@ def fit(model, params, X, Y, epochs=100, batch_size=32, lr=1e-3, optimizer="adam
         memory pays), ``gtol``, ``ftol``.
     return_state : bool
         Also return the final optimiser state.
+    lm_options : dict, optional
+        For ``optimizer="lm"``, entries of :data:`hssalg_nn.lm.LM_DEFAULTS`:
+        ``warmup`` (L-BFGS iterations at most before the first LM step, ended
+        once ``sqrt(loss) <= switch``), ``maxcor``, ``cg_maxiter``, ``cg_tol``,
+        ``probes``, ``damping``, ``loss_tol`` (stop once the loss is this small).
+        ``epochs`` counts LM steps; warm-up iterations are recorded in the
+        history too.
 
     Returns
     -------
@@ -420,7 +435,8 @@ def fit(model, params, X, Y, epochs=100, batch_size=32, lr=1e-3, optimizer="adam
         the end of the epoch) and, with validation data, ``"val_loss"``;
         ``"steps"`` is the number of optimiser steps so far.
     opt_state : pytree
-        Only with ``return_state=True``: the Adam state (None for L-BFGS).
+        Only with ``return_state=True``: the Adam state (None for L-BFGS;
+        ``{"damping", "lm_steps"}`` for LM).
 
     Notes
     -----
@@ -448,8 +464,13 @@ def fit(model, params, X, Y, epochs=100, batch_size=32, lr=1e-3, optimizer="adam
     epochs = _int_arg(epochs, "epochs", 0)
     batch_size = _int_arg(batch_size, "batch_size", 1)
     checkpoint_every = _int_arg(checkpoint_every, "checkpoint_every", 1)
-    if optimizer not in ("adam", "lbfgs"):
-        raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
+    if optimizer not in ("adam", "lbfgs", "lm"):
+        raise ValueError(f"optimizer must be 'adam', 'lbfgs' or 'lm', got {optimizer!r}")
+    if optimizer == "lm" and loss_fn is not relative_mse:
+        raise ValueError("optimizer='lm' minimises a sum of squares: use loss='relative_mse' with it")
+    lm_opts = check_lm_options(lm_options)
+    if lm_options is not None and optimizer != "lm":
+        raise ValueError(f"lm_options are for optimizer='lm', not {optimizer!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if not (callable(lr) or (isinstance(lr, numbers.Real) and not isinstance(lr, bool) and lr > 0)):
@@ -509,6 +530,9 @@ def fit(model, params, X, Y, epochs=100, batch_size=32, lr=1e-3, optimizer="adam
         if checkpoint is not None:
             save_checkpoint(checkpoint, params, state, history)
 
+    if optimizer == "lm":
+        return _fit_lm(model, apply, params, X, Y, epochs, history, record, save, checkpoint_every, progress,
+                       return_state, lm_opts, opt_state, X_val is not None)
     if optimizer == "lbfgs":
         return _fit_lbfgs(apply, loss_fn, params, X, Y, epochs, done, history, record, save,
                           checkpoint_every, progress, return_state, opts)
@@ -560,3 +584,47 @@ def _fit_lbfgs(apply, loss_fn, params, X, Y, epochs, done, history, record, save
         bar.close()
     save(params, None)
     return (params, history, None) if return_state else (params, history)
+
+
+def _fit_lm(model, apply, params, X, Y, epochs, history, record, save, every, progress, return_state, opts,
+            state, want_params):
+    """Levenberg-Marquardt until ``epochs`` LM steps in all; every iteration (warm-up ones too) is
+    one history entry."""
+    if state is not None:
+        if not (isinstance(state, dict) and set(state) == {"damping", "lm_steps"}):
+            raise ValueError("opt_state for optimizer='lm' must be the dict {'damping', 'lm_steps'} "
+                             f"that fit returned, got {state!r}")
+        state = {"damping": float(state["damping"]), "lm_steps": int(state["lm_steps"])}
+    done = 0 if state is None else state["lm_steps"]
+    remaining = max(0, epochs - done)
+    problem = make_problem(model, apply, params, X.astype(np.float64), Y.astype(np.float64))
+    bar = _AutoProgress(remaining, "fit (LM)", progress)
+    steps = [history["steps"][-1] if history["steps"] else 0]
+
+    def entry(theta, loss, state):
+        steps[0] += 1
+        # the parameters of an iterate (for D-eliminated layers a solve) only when something reads them
+        due = len(history["loss"]) + 1
+        ckpt = due % every == 0
+        p = problem.params(theta) if (want_params or ckpt) else None
+        record(p, steps[0], loss)
+        if ckpt:
+            save(p, state)
+
+    def warm(theta, loss):
+        entry(theta, loss, None)
+        bar.update(0, f"warm-up (L-BFGS) loss {loss:.3e}")
+
+    def step(theta, loss, state, info):
+        entry(theta, loss, state)
+        bar.update(1, f"loss {loss:.3e} cg {info['cg']} damping {state['damping']:.1e}")
+
+    try:
+        if remaining:
+            theta, state = levenberg_marquardt(problem, problem.theta0, epochs, opts, state=state,
+                                               warmup_callback=warm, callback=step)
+            params = problem.params(theta)
+    finally:
+        bar.close()
+    save(params, state)
+    return (params, history, state) if return_state else (params, history)

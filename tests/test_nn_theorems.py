@@ -310,6 +310,24 @@ def test_p6_gradient_training_recovers_the_target_with_a_few_extra_samples():
     assert fresh <= 1e-5, (fresh, len(hist["loss"]))
 
 
+def test_p6_gradient_training_with_levenberg_marquardt_reaches_1e_5_at_the_p6_setting():
+    # the data of the P6 recovery test at its smallest n (leaf 64, rank 6, N = 70 samples), trained
+    # from the layer's random start with optimizer="lm" (D solved by least squares, an L-BFGS
+    # warm-up, then Gauss-Newton steps; hssalg_nn.lm). Larger n: benchmarks/bench_p6_gradient.py
+    from hssalg_nn.layers import HSSLinear
+    from hssalg_nn.train import fit, relative_l2
+    n, m, k = (64, 16, 3) if NOJIT else (256, 64, 6)
+    tree = hs.ClusterTree.balanced(n, m)
+    A = hs.gallery.random_hss(tree, k, seed=n, symmetric=True)
+    N = min_samples_exact(tree, k)
+    X = np.random.default_rng(n + 1).standard_normal((N, n))
+    Y = (A @ X.T).T
+    layer = HSSLinear(tree, k, symmetric=True)
+    params, hist = fit(layer, layer.init(seed=0), X, Y, epochs=40, optimizer="lm", loss="relative_mse",
+                       progress=False, lm_options={"loss_tol": 1e-14})
+    assert float(relative_l2(layer.apply(params, X), Y)) <= 1e-5, hist["loss"][-3:]
+
+
 def test_p6_exact_fit_initialises_a_symmetric_layer_from_data():
     # the gradient-free route: data -> fit_linear_exact -> HSSLinear parameters, exact to rounding
     from hssalg_nn.layers import HSSLinear

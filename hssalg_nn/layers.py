@@ -484,8 +484,21 @@ class HSSLinear:
             params = _boxed_dict({k: params[k] for k in self.kinds})
         return _expand(params, self)
 
-    def _expand_plain(self, params):
+    def _expand_plain(self, params, kinds=None, fill=None):
+        """Generator buffers from plain parameters. With ``kinds`` (unshared layers only) only
+        those generator kinds are built and the others are ``fill`` (an optimiser that holds
+        D fixed skips symmetrising it)."""
         p = {kind: onp.asarray(params[kind]) for kind in self.kinds}
+        if kinds is not None:
+            want = set(kinds)
+            if self.share_weights:
+                raise ValueError("kinds= is for layers without weight sharing")
+            if self.symmetric:
+                tB = self._tidx["B12"][0]
+                p["V"], p["W"] = p["U"], p["R"]
+                p["B21"] = p["B12"][tB] if "B21" in want else fill
+                p["D"] = 0.5 * (p["D"] + p["D"][self._tidx["D"][0]]) if "D" in want else fill
+            return {k: (p[k] if k in want else fill) for k in KINDS}
         if self.symmetric:
             tD = self._tidx["D"][0]
             tB = self._tidx["B12"][0]
@@ -496,16 +509,29 @@ class HSSLinear:
             p = {kind: self._shared_blocks(kind).expand(p[kind]) for kind in KINDS}
         return p
 
-    def _reduce_plain(self, g):
-        c = {kind: onp.asarray(g[kind]) for kind in KINDS}
+    def _reduce_plain(self, g, kinds=None):
+        """The transpose of :meth:`_expand_plain`: parameter gradients from generator gradients
+        (only the parameter ``kinds`` given, default all)."""
+        kinds = self.kinds if kinds is None else kinds
+        if not self.symmetric and not self.share_weights:
+            return {kind: onp.asarray(g[kind]) for kind in kinds}
+        need = set(kinds) | ({"V"} if "U" in kinds else set()) | ({"W"} if "R" in kinds else set()) \
+            | ({"B21"} if "B12" in kinds else set()) if self.symmetric else set(kinds)
+        c = {kind: onp.asarray(g[kind]) for kind in KINDS if kind in need}
         if self.share_weights:
-            c = {kind: self._shared_blocks(kind).reduce(c[kind]) for kind in KINDS}
+            c = {kind: self._shared_blocks(kind).reduce(c[kind]) for kind in c}
         if not self.symmetric:
-            return c
-        iD = self._tidx["D"][1]
-        iB = self._tidx["B12"][1]
-        return {"D": 0.5 * (c["D"] + c["D"][iD]), "U": c["U"] + c["V"], "R": c["R"] + c["W"],
-                "B12": c["B12"] + c["B21"][iB]}
+            return {kind: c[kind] for kind in kinds}
+        out = {}
+        if "D" in kinds:
+            out["D"] = 0.5 * (c["D"] + c["D"][self._tidx["D"][1]])
+        if "U" in kinds:
+            out["U"] = c["U"] + c["V"]
+        if "R" in kinds:
+            out["R"] = c["R"] + c["W"]
+        if "B12" in kinds:
+            out["B12"] = c["B12"] + c["B21"][self._tidx["B12"][1]]
+        return out
 
     def _shared_blocks(self, kind):
         if self.symmetric:

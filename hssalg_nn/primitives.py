@@ -471,6 +471,11 @@ class Linearization:
     X : (s, n) array_like
         The batch, rows are vectors, caller's order.
     layout : HSSLayout
+    diagonal : bool
+        False: linearize the matrix *without* its diagonal blocks (``gens["D"]``
+        is not read): Y = A_off X, the JVPs hold D fixed and :meth:`vjp` returns
+        an empty "D". The leaf products with D, most of the leaf work, are
+        skipped (for optimisers that solve for D separately, :mod:`hssalg_nn.lm`).
 
     Attributes
     ----------
@@ -478,27 +483,34 @@ class Linearization:
         The product, caller's order.
     """
 
-    def __init__(self, gens, X, layout):
+    def __init__(self, gens, X, layout, diagonal=True):
         if not isinstance(layout, HSSLayout):
             raise TypeError(f"layout must be an HSSLayout, got {type(layout).__name__}")
         bufs = check_gens(gens, layout, unbox=True)
         self.dtype = onp.result_type(bufs["D"])
         self.layout = layout
+        self.diagonal = bool(diagonal)
         self.gens = {k: _readonly(bufs[k], self.dtype) for k in KINDS}
+        if not self.diagonal:
+            self.gens["D"] = _readonly(onp.empty(0, self.dtype), self.dtype)
         self.Xt = _to_tree_order(_plain_batch(X, layout, "X"), layout, self.dtype)
         Yt, self.xt, self.yt = _grad.forward(layout.tree.arrays, *_roles(layout, self.gens, False), self.Xt)
         self.Y = _to_caller_order(Yt, layout)
 
     def jvp(self, dgens):
-        """dY (s, n) along the tangent generators ``dgens`` (dict kind -> 1-D array)."""
+        """dY (s, n) along the tangent generators ``dgens`` (dict kind -> 1-D array;
+        without the diagonal, ``dgens["D"]`` is not read)."""
         dbufs = _tangent_buffers(check_gens(dgens, self.layout, unbox=True, name="dgens"), self.layout,
                                  self.dtype)
+        if not self.diagonal:
+            dbufs["D"] = self.gens["D"]
         dYt = _tangent.tangent(self.layout.tree.arrays, *_roles(self.layout, self.gens, False),
                                *_tangent_roles(dbufs, False), self.Xt, self.xt, self.yt, _no_tangent(self.Xt))
         return _to_caller_order(dYt, self.layout)
 
     def vjp(self, G):
-        """The gradient of <G, Y> with respect to the seven generator buffers (a dict)."""
+        """The gradient of <G, Y> with respect to the seven generator buffers (a dict;
+        "D" is empty without the diagonal)."""
         G = _plain_batch(G, self.layout, "G")
         if onp.shape(G) != self.Xt.shape:
             raise ValueError(f"G must have the shape of Y, {self.Xt.shape}, got shape {onp.shape(G)}")

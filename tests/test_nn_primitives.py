@@ -515,3 +515,41 @@ def test_hss_apply_jvp_errors_name_the_argument():
         hss_apply_jvp(gens, dg, X, layout, dX=np.ones((3, 10)))
     with pytest.raises(TypeError, match="X must hold real numbers"):
         hss_apply_jvp(gens, dg, X.astype(np.complex128), layout)
+
+
+# -- Linearization: one forward sweep, many Jacobian products ------------------------------------
+
+@given(cases(), st.booleans(), st.integers(0, 2**16))
+def test_linearization_products_match_the_primitives(case, diagonal, seed):
+    from hssalg_nn.primitives import Linearization
+    H, X, G, _ = case
+    layout, gens = HSSLayout.of(H)
+    dg = _direction(gens, seed)
+    if diagonal:
+        lin = Linearization(gens, X, layout)
+        assert np.array_equal(lin.Y, hss_apply(gens, X, layout))   # the same kernel, the same bits
+        ref_gens, ref_dg = gens, dg
+    else:
+        # without the diagonal: the products of the matrix whose D blocks are zero, and D and
+        # its tangent are never read (NaN there would show)
+        ref_gens = {**gens, "D": np.zeros_like(gens["D"])}
+        ref_dg = {**dg, "D": np.zeros_like(dg["D"])}
+        lin = Linearization({**gens, "D": np.full_like(gens["D"], np.nan)}, X, layout, diagonal=False)
+        dg = {**dg, "D": np.full_like(dg["D"], np.nan)}
+        ref_Y = hss_apply(ref_gens, X, layout)
+        assert np.linalg.norm(lin.Y - ref_Y) <= 64 * EPS64 * (H.tree.depth + 1) * np.linalg.norm(ref_Y)
+    ref = hss_apply_jvp(ref_gens, ref_dg, X, layout)[1]
+    dY = lin.jvp(dg)
+    # the same products, some summed in another order when D is skipped: rounding of |dY| size
+    assert np.linalg.norm(dY - ref) <= 64 * EPS64 * (H.tree.depth + 1) * np.linalg.norm(ref)
+    g = lin.vjp(G)
+    ref_g = grad(lambda gg: np.sum(hss_apply(gg, X, layout) * G))(_plain(ref_gens))
+    for kind in KINDS:
+        if kind == "D" and not diagonal:
+            assert g["D"].size == 0
+        else:
+            assert np.array_equal(g[kind], ref_g[kind]), kind      # the same backward sweep
+    with pytest.raises(ValueError, match="G must have the shape of Y"):
+        lin.vjp(np.zeros((G.shape[0] + 1, G.shape[1])))
+    with pytest.raises(ValueError, match=r"G must be a batch of shape \(s, "):
+        lin.vjp(np.zeros((G.shape[0], G.shape[1] + 1)))

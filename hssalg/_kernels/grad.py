@@ -44,16 +44,88 @@ In the column notation of HSS_PRIMER.md these are dD = G Xᵀ, dU = G ŷᵀ,
 dV = X ẑᵀ, dR_c = ĝ_c ŷ_parentᵀ, dW_c = x̂_c ẑ_parentᵀ, dB12 = ĝ_a x̂_bᵀ,
 dB21 = ĝ_b x̂_aᵀ and dX = Aᵀ G. Every kernel allocates its outputs and never
 writes into an input. Cost: forward O(n (m + k) s), reverse about twice that.
+
+Two things decide the speed besides the arithmetic (measured at n = 2^16, s = 32,
+k = 16, m = 64, one thread):
+
+* Products with a transposed second operand (``op(C)ᵀ``, ``[T_a; T_b]ᵀ``, ``D_iᵀ``,
+  ``Bout_iᵀ``) copy it transposed into scratch and make the plain product
+  (:func:`_gemm_op`, :func:`_gemm_nt`): OpenBLAS has small-matrix kernels for the plain
+  form at these shapes but packs both operands for the other one.
+* Most operands are out of cache when their step starts: the sweeps walk 8 MB pair
+  buffers level by level, and a leaf's slice of the batch is s rows n doubles apart,
+  a pattern the hardware prefetcher does not follow. Each step therefore prefetches the
+  operands of the next one (:func:`_prefetch_span`) while its own products run.
 """
 
+import llvmlite.binding as ll
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.extending import intrinsic, overload
 
 # outputs from alloc: huge-page backed (page faults cost as much as the arithmetic here).
 # numba's cache does not see changes in alloc.py; edit this file to recompile after one
 from .alloc import empty
 from .blas import SMALL_GEMM, gemm
 from .matvec import workspace_like
+
+# bytes per cache line: the step of the software prefetches below (x86-64 and most arm64)
+_LINE = 64
+
+
+def _prefetch(addr):
+    """Ask the CPU to fetch the cache line holding address ``addr`` (a no-op without the JIT)."""
+
+
+@intrinsic
+def _prefetch_intrinsic(typingctx, addr):
+    """The compiled :func:`_prefetch`: LLVM's prefetch intrinsic on the address."""
+    if not isinstance(addr, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        # the intrinsic is overloaded on the pointer type: named by address space since LLVM 15
+        name = "llvm.prefetch.p0" if ll.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            name)
+        # a read into L2 and up (locality 2: prefetcht1), of data
+        builder.call(fn, [builder.inttoptr(args[0], i8p), ir.Constant(i32, 0), ir.Constant(i32, 2),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(addr), codegen
+
+
+@overload(_prefetch)
+def _ol_prefetch(addr):
+    return lambda addr: _prefetch_intrinsic(addr)
+
+
+@njit(cache=True)
+def _prefetch_span(buf, lo, hi):
+    """Prefetch ``buf[lo:hi]`` of a 1-D contiguous array."""
+    if hi > lo:
+        p = buf[lo:hi].ctypes.data
+        first = p - p % _LINE
+        for a in range(first, p + (hi - lo) * buf.itemsize, _LINE):
+            _prefetch(a)
+
+
+@njit(cache=True)
+def _prefetch_cols(A, c0, c1):
+    """Prefetch the block ``A[:, c0:c1]`` of a 2-D array with contiguous rows."""
+    for r in range(A.shape[0]):
+        _prefetch_span(A[r], c0, c1)
+
+
+@njit(cache=True)
+def _prefetch_pair(buf, base, width, node, s):
+    """Prefetch the whole pair block holding ``node`` (see :func:`pair_layout`)."""
+    _prefetch_span(buf, base[node], base[node] + s * width[node])
 
 
 @njit(cache=True)
@@ -207,6 +279,28 @@ def _max_leaf(start, stop, left, k_in, k_out):
 
 
 @njit(cache=True)
+def _zero_cols(A):
+    """A[:, :] = 0 for a block of columns of a row-major array (explicit loops: see matvec.leaf_nodes)."""
+    for r in range(A.shape[0]):
+        for c in range(A.shape[1]):
+            A[r, c] = 0.0
+
+
+@njit(cache=True)
+def _sweep_scratch_size(left, k_in, k_out):
+    """Room for a transposed copy of any coupling block or sibling pair of transfer blocks."""
+    size = 1
+    for p in range(left.shape[0]):
+        a = left[p]
+        if a >= 0:
+            kin = k_in[a] + k_in[a + 1]
+            kout = k_out[a] + k_out[a + 1]
+            size = max(size, kin * max(k_in[p], k_out[a], k_out[a + 1]),
+                       kout * max(k_out[p], k_in[a], k_in[a + 1]))
+    return size
+
+
+@njit(cache=True)
 def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
             basis_out, basis_out_off, transfer_out, transfer_out_off,
             C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X):
@@ -223,6 +317,11 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
     trans_B, trans_D : bool
         Use the stored coupling / diagonal blocks transposed.
     X : (s, n) C-contiguous array in tree order
+
+    An empty D stands for the matrix without its diagonal blocks (its leaf
+    products are skipped): the off-diagonal part that an optimiser solving for D
+    separately differentiates (:mod:`hssalg_nn.lm`). :func:`backward` then returns
+    an empty dD, and :mod:`.tangent` skips the same products.
 
     Returns
     -------
@@ -241,30 +340,49 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
     ws = workspace_like(X)
     m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
     scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
-    n_nodes = left.shape[0]
+    sweep_scratch = np.empty(_sweep_scratch_size(left, k_in, k_out), X.dtype)
+    has_D = D.shape[0] > 0     # an empty D: the matrix without its diagonal blocks
+    leaves = np.nonzero(left < 0)[0]
+    n_leaves = leaves.shape[0]
     n_levels = level_ptr.shape[0] - 1
-    for node in range(n_nodes):
-        if left[node] < 0:
-            m = stop[node] - start[node]
-            gemm(False, False, 1.0, X[:, start[node]:stop[node]],
-                 _block(basis_in, basis_in_off, node, m, k_in[node]), 0.0,
-                 _cols(xt, xb, xw, xc, node, k_in[node], s), ws)
+    # Every step below first prefetches (into L2: into L1 was slower) the operands of the
+    # next step that are likely out of cache: the next leaf's slice of the batch (s rows a
+    # power-of-two stride apart, which the hardware prefetcher does not follow) and the
+    # next node's pair blocks (written a level or a whole sweep earlier). The products are
+    # a few microseconds each, long enough to hide the fetches: measured at n = 2^16,
+    # 27 -> 22 ms with the NN forms of the coupling and downsweep steps.
+    for q in range(n_leaves):
+        node = leaves[q]
+        if q + 1 < n_leaves:
+            _prefetch_cols(X, start[leaves[q + 1]], stop[leaves[q + 1]])
+        m = stop[node] - start[node]
+        gemm(False, False, 1.0, X[:, start[node]:stop[node]],
+             _block(basis_in, basis_in_off, node, m, k_in[node]), 0.0,
+             _cols(xt, xb, xw, xc, node, k_in[node], s), ws)
     # upsweep: x̂_i = [x̂_a | x̂_b] [T_a; T_b]
     for lvl in range(n_levels - 1, 0, -1):
         for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
             a = left[node]
             if a < 0:
                 continue
+            if node + 1 < level_ptr[lvl + 1] and left[node + 1] >= 0:
+                _prefetch_pair(xt, xb, xw, left[node + 1], s)
             kab = k_in[a] + k_in[a + 1]
             gemm(False, False, 1.0, _cols(xt, xb, xw, xc, a, kab, s),
                  _pair(transfer_in, transfer_in_off, a, kab, k_in[node]), 0.0,
                  _cols(xt, xb, xw, xc, node, k_in[node], s), ws)
-    # coupling and downsweep, root first
+    # coupling and downsweep, root first. The transposed operands are copied transposed
+    # (_gemm_op): OpenBLAS takes its small-matrix kernels only for the plain form at these
+    # shapes and packs both operands otherwise (measured: 1.4 ms of 27 at n = 2^16)
     for lvl in range(n_levels):
         for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
             a = left[node]
             if a < 0:
                 continue
+            if node + 1 < level_ptr[lvl + 1] and left[node + 1] >= 0:
+                _prefetch_pair(xt, xb, xw, left[node + 1], s)
+                _prefetch_pair(yt, yb, yw, node + 1, s)
+                _prefetch_pair(yt, yb, yw, left[node + 1], s)
             b = a + 1
             ya = _cols(yt, yb, yw, yc, a, k_out[a], s)
             yb_ = _cols(yt, yb, yw, yc, b, k_out[b], s)
@@ -276,26 +394,40 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
             else:
                 Cab = _block(C_ab, C_ab_off, node, k_out[a], k_in[b])
                 Cba = _block(C_ba, C_ba_off, node, k_out[b], k_in[a])
-            gemm(False, not trans_B, 1.0, xb_, Cab, 0.0, ya, ws)
-            gemm(False, not trans_B, 1.0, xa, Cba, 0.0, yb_, ws)
+            _gemm_op(not trans_B, 1.0, xb_, Cab, 0.0, ya, ws, sweep_scratch)
+            _gemm_op(not trans_B, 1.0, xa, Cba, 0.0, yb_, ws, sweep_scratch)
             k = k_out[node]
             if k > 0:
                 kab = k_out[a] + k_out[b]
                 # [ŷ_a | ŷ_b] += ŷ_i [T_a; T_b]ᵀ
-                gemm(False, True, 1.0, _cols(yt, yb, yw, yc, node, k, s),
-                     _pair(transfer_out, transfer_out_off, a, kab, k), 1.0,
-                     _cols(yt, yb, yw, yc, a, kab, s), ws)
-    for node in range(n_nodes):
-        if left[node] < 0:
-            i0 = start[node]
-            i1 = stop[node]
-            m = i1 - i0
-            Yl = Y[:, i0:i1]
-            _gemm_op(not trans_D, 1.0, X[:, i0:i1], _block(D, D_off, node, m, m), 0.0, Yl, ws, scratch)
-            k = k_out[node]
-            if k > 0:
                 _gemm_nt(1.0, _cols(yt, yb, yw, yc, node, k, s),
-                         _block(basis_out, basis_out_off, node, m, k), 1.0, Yl, ws, scratch)
+                         _pair(transfer_out, transfer_out_off, a, kab, k), 1.0,
+                         _cols(yt, yb, yw, yc, a, kab, s), ws, sweep_scratch)
+    for q in range(n_leaves):
+        node = leaves[q]
+        if q + 1 < n_leaves:
+            # the next leaf's D and Bout blocks and slices of X, Y and ŷ: the generator
+            # blocks are contiguous in leaf order, yet fetching them too saved about 1 ms
+            # at n = 2^16 (a 32 KiB D block is read in whole before its product starts)
+            nxt = leaves[q + 1]
+            _prefetch_pair(yt, yb, yw, nxt, s)
+            _prefetch_cols(X, start[nxt], stop[nxt])
+            _prefetch_cols(Y, start[nxt], stop[nxt])
+            if has_D:
+                _prefetch_span(D, D_off[nxt], D_off[nxt + 1])
+            _prefetch_span(basis_out, basis_out_off[nxt], basis_out_off[nxt + 1])
+        i0 = start[node]
+        i1 = stop[node]
+        m = i1 - i0
+        Yl = Y[:, i0:i1]
+        if has_D:
+            _gemm_op(not trans_D, 1.0, X[:, i0:i1], _block(D, D_off, node, m, m), 0.0, Yl, ws, scratch)
+        k = k_out[node]
+        if k > 0:
+            _gemm_nt(1.0, _cols(yt, yb, yw, yc, node, k, s),
+                     _block(basis_out, basis_out_off, node, m, k), 1.0 if has_D else 0.0, Yl, ws, scratch)
+        elif not has_D:
+            _zero_cols(Yl)
     return Y, xt, yt
 
 
@@ -343,6 +475,8 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
     ws = workspace_like(X)
     m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
     scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
+    sweep_scratch = np.empty(_sweep_scratch_size(left, k_in, k_out), X.dtype)
+    has_D = D.shape[0] > 0     # an empty D: no diagonal blocks, and no dD (returned empty)
     # contiguous copies of the leaves' slices of G and X, used three times each below:
     # the strided slices (row stride n) are slow operands for the transposed products.
     # They are gathered for a run of adjacent leaves at a time, each row's stretch in
@@ -353,13 +487,18 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
     width = max(_GATHER_COLS, m_max)
     Gp = np.empty(s * width, X.dtype)
     Xp = np.empty(s * width, X.dtype)
-    n_nodes = left.shape[0]
     n_levels = level_ptr.shape[0] - 1
     # leaves: the cotangent compressed through the row side, and the outer products
     # that need only G and the forward quantities
+    # (the prefetches in this kernel are those of :func:`forward`, for the same reasons)
     q0 = 0
     while q0 < order.shape[0]:
         q1 = _leaf_run(order, q0, start, stop, width)
+        if q1 < order.shape[0]:
+            # the next run's stretch of every row, fetched while this run's products run
+            q2 = _leaf_run(order, q1, start, stop, width)
+            _prefetch_cols(G, start[order[q1]], stop[order[q2 - 1]])
+            _prefetch_cols(X, start[order[q1]], stop[order[q2 - 1]])
         _gather_leaves(G, order, q0, q1, start, stop, Gp)
         _gather_leaves(X, order, q0, q1, start, stop, Xp)
         off = 0
@@ -372,7 +511,9 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             ko = k_out[node]
             gemm(False, False, 1.0, Gl, _block(basis_out, basis_out_off, node, m, ko), 0.0,
                  _cols(gt, yb, yw, yc, node, ko, s), ws)
-            if trans_D:
+            if not has_D:
+                pass
+            elif trans_D:
                 gemm(True, False, 1.0, Xl, Gl, 0.0, _block(dD, D_off, node, m, m), ws)
             else:
                 gemm(True, False, 1.0, Gl, Xl, 0.0, _block(dD, D_off, node, m, m), ws)
@@ -386,6 +527,9 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             a = left[node]
             if a < 0:
                 continue
+            if node + 1 < level_ptr[lvl + 1] and left[node + 1] >= 0:
+                _prefetch_pair(gt, yb, yw, left[node + 1], s)
+                _prefetch_pair(yt, yb, yw, node + 1, s)
             k = k_out[node]
             kab = k_out[a] + k_out[a + 1]
             gab = _cols(gt, yb, yw, yc, a, kab, s)
@@ -399,6 +543,12 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             a = left[node]
             if a < 0:
                 continue
+            if node + 1 < level_ptr[lvl + 1] and left[node + 1] >= 0:
+                a2 = left[node + 1]
+                _prefetch_pair(gt, yb, yw, a2, s)
+                _prefetch_pair(xt, xb, xw, a2, s)
+                _prefetch_pair(zt, xb, xw, a2, s)
+                _prefetch_pair(zt, xb, xw, node + 1, s)
             b = a + 1
             ga = _cols(gt, yb, yw, yc, a, k_out[a], s)
             gb = _cols(gt, yb, yw, yc, b, k_out[b], s)
@@ -416,31 +566,45 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
                 Cba = _block(C_ba, C_ba_off, node, k_out[b], k_in[a])
                 gemm(True, False, 1.0, ga, xb_, 0.0, _block(d_C_ab, C_ab_off, node, k_out[a], k_in[b]), ws)
                 gemm(True, False, 1.0, gb, xa, 0.0, _block(d_C_ba, C_ba_off, node, k_out[b], k_in[a]), ws)
-            gemm(False, trans_B, 1.0, ga, Cab, 0.0, zb, ws)
-            gemm(False, trans_B, 1.0, gb, Cba, 0.0, za, ws)
+            # the transposed operands copied transposed, as in :func:`forward`
+            _gemm_op(trans_B, 1.0, ga, Cab, 0.0, zb, ws, sweep_scratch)
+            _gemm_op(trans_B, 1.0, gb, Cba, 0.0, za, ws, sweep_scratch)
             k = k_in[node]
             if k > 0:
                 kab = k_in[a] + k_in[b]
                 zn = _cols(zt, xb, xw, xc, node, k, s)
                 # [ẑ_a | ẑ_b] += ẑ_i [T_a; T_b]ᵀ,  d[T_a; T_b] = [x̂_a | x̂_b]ᵀ ẑ_i
-                gemm(False, True, 1.0, zn, _pair(transfer_in, transfer_in_off, a, kab, k), 1.0,
-                     _cols(zt, xb, xw, xc, a, kab, s), ws)
+                _gemm_nt(1.0, zn, _pair(transfer_in, transfer_in_off, a, kab, k), 1.0,
+                         _cols(zt, xb, xw, xc, a, kab, s), ws, sweep_scratch)
                 gemm(True, False, 1.0, _cols(xt, xb, xw, xc, a, kab, s), zn, 0.0,
                      _pair(d_transfer_in, transfer_in_off, a, kab, k), ws)
     # leaves: the column-side basis and, when wanted, the transposed product
-    for node in range(n_nodes):
-        if left[node] < 0:
-            i0 = start[node]
-            i1 = stop[node]
-            m = i1 - i0
-            ki = k_in[node]
+    leaves = np.nonzero(left < 0)[0]
+    for q in range(leaves.shape[0]):
+        node = leaves[q]
+        if q + 1 < leaves.shape[0]:
+            nxt = leaves[q + 1]
+            _prefetch_pair(zt, xb, xw, nxt, s)
+            _prefetch_cols(X, start[nxt], stop[nxt])
             if need_dX:
-                _gemm_op(trans_D, 1.0, G[:, i0:i1], _block(D, D_off, node, m, m), 0.0, dX[:, i0:i1], ws,
-                         scratch)
-            if ki > 0:
-                zl = _cols(zt, xb, xw, xc, node, ki, s)
-                if need_dX:
-                    _gemm_nt(1.0, zl, _block(basis_in, basis_in_off, node, m, ki), 1.0, dX[:, i0:i1], ws,
-                             scratch)
-                gemm(True, False, 1.0, X[:, i0:i1], zl, 0.0, _block(d_basis_in, basis_in_off, node, m, ki), ws)
+                _prefetch_cols(G, start[nxt], stop[nxt])
+                _prefetch_cols(dX, start[nxt], stop[nxt])
+                if has_D:
+                    _prefetch_span(D, D_off[nxt], D_off[nxt + 1])
+                _prefetch_span(basis_in, basis_in_off[nxt], basis_in_off[nxt + 1])
+        i0 = start[node]
+        i1 = stop[node]
+        m = i1 - i0
+        ki = k_in[node]
+        if need_dX and has_D:
+            _gemm_op(trans_D, 1.0, G[:, i0:i1], _block(D, D_off, node, m, m), 0.0, dX[:, i0:i1], ws,
+                     scratch)
+        if ki > 0:
+            zl = _cols(zt, xb, xw, xc, node, ki, s)
+            if need_dX:
+                _gemm_nt(1.0, zl, _block(basis_in, basis_in_off, node, m, ki), 1.0 if has_D else 0.0,
+                         dX[:, i0:i1], ws, scratch)
+            gemm(True, False, 1.0, X[:, i0:i1], zl, 0.0, _block(d_basis_in, basis_in_off, node, m, ki), ws)
+        elif need_dX and not has_D:
+            _zero_cols(dX[:, i0:i1])
     return dX, d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD

@@ -20,7 +20,8 @@ blocks of :func:`.grad.pair_layout`, generators and their tangents are passed
 
 where xt, yt are the forward quantities (x̂ᵀ, ŷᵀ) and the terms with dX drop
 out when there is no tangent in X (dX passed as an empty (0, n) array: the
-generators are the parameters, the batch is data). In the column notation of
+generators are the parameters, the batch is data), and the term with dD when
+an empty dD is passed (D held fixed). In the column notation of
 HSS_PRIMER.md (for A X): dx̂_i = dV_iᵀ x_i + V_iᵀ dx_i at a leaf,
 dx̂_i = Σ_c (dW_cᵀ x̂_c + W_cᵀ dx̂_c) over the children c of an inner node,
 dŷ_a = dB12 x̂_b + B12 dx̂_b + dR_a ŷ_i + R_a dŷ_i, and at a leaf
@@ -45,7 +46,7 @@ from numba import njit
 # matvec); edit this file to recompile after one
 from .alloc import empty
 from .blas import gemm
-from .grad import _block, _cols, _gemm_nt, _gemm_op, _max_leaf, _pair, pair_layout
+from .grad import _block, _cols, _gemm_nt, _gemm_op, _max_leaf, _pair, _zero_cols, pair_layout
 from .matvec import workspace_like
 
 
@@ -68,6 +69,8 @@ def _sweep(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_o
     parent, left, right, start, stop, level_ptr = tree
     s = X.shape[0]
     has_dX = dX.shape[0] > 0
+    has_dD = dD.shape[0] > 0
+    has_D = D.shape[0] > 0      # an empty D: the matrix without its diagonal blocks
     xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
     yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
     # every block of dxt, dyt is written (beta = 0) before it is read, as in grad.forward
@@ -158,21 +161,33 @@ def _sweep(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_o
             m = i1 - i0
             k = k_out[node]
             Xl = X[:, i0:i1]
-            Dl = _block(D, D_off, node, m, m)
             dYl = dY[:, i0:i1]
-            _gemm_op(not trans_D, 1.0, Xl, _block(dD, D_off, node, m, m), 0.0, dYl, ws, scratch)
-            if has_dX:
-                _gemm_op(not trans_D, 1.0, dX[:, i0:i1], Dl, 1.0, dYl, ws, scratch)
             Yl = Y[:, i0:i1]   # (0, m) without ``fresh``
-            if fresh:
-                _gemm_op(not trans_D, 1.0, Xl, Dl, 0.0, Yl, ws, scratch)
+            # beta of the next product into dYl: 0 until one has written it
+            beta = 0.0
+            if has_dD:
+                _gemm_op(not trans_D, 1.0, Xl, _block(dD, D_off, node, m, m), 0.0, dYl, ws, scratch)
+                beta = 1.0
+            if has_D:
+                Dl = _block(D, D_off, node, m, m)
+                if has_dX:
+                    _gemm_op(not trans_D, 1.0, dX[:, i0:i1], Dl, beta, dYl, ws, scratch)
+                    beta = 1.0
+                if fresh:
+                    _gemm_op(not trans_D, 1.0, Xl, Dl, 0.0, Yl, ws, scratch)
             if k > 0:
                 Bout = _block(basis_out, basis_out_off, node, m, k)
                 yl = _cols(yt, yb, yw, yc, node, k, s)
-                _gemm_nt(1.0, _cols(dyt, yb, yw, yc, node, k, s), Bout, 1.0, dYl, ws, scratch)
+                _gemm_nt(1.0, _cols(dyt, yb, yw, yc, node, k, s), Bout, beta, dYl, ws, scratch)
                 _gemm_nt(1.0, yl, _block(d_basis_out, basis_out_off, node, m, k), 1.0, dYl, ws, scratch)
                 if fresh:
-                    _gemm_nt(1.0, yl, Bout, 1.0, Yl, ws, scratch)
+                    _gemm_nt(1.0, yl, Bout, 1.0 if has_D else 0.0, Yl, ws, scratch)
+            else:
+                # a rank-0 leaf: what no product wrote is zero
+                if beta == 0.0:
+                    _zero_cols(dYl)
+                if fresh and not has_D:
+                    _zero_cols(Yl)
 
 
 @njit(cache=True)
@@ -189,7 +204,9 @@ def forward_tangent(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, tran
         As for :func:`.grad.forward` (generators by role).
     d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD : 1-D arrays
         Tangents of the generators of the same roles, with their layout (offsets,
-        stored orientation); of X's dtype.
+        stored orientation); of X's dtype. An empty dD means D is fixed: the leaf
+        products with dD, most of the leaf work, are skipped (an optimiser that
+        solves for D separately, :mod:`hssalg_nn.lm`).
     X : (s, n) C-contiguous array in tree order
     dX : (s, n) or (0, n) C-contiguous array in tree order
         Tangent of X; an empty (0, n) array means none (dX = 0, its products skipped).

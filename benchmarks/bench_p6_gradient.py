@@ -58,6 +58,18 @@ def main():
     print(f"leaf {LEAF}, rank {RANK}, squared relative error, from the layer's random initialisation; "
           f"L-BFGS (maxcor 100) at most {extra.maxiter} iterations; LM at most {extra.lm_steps} steps, "
           f"stopping at a squared error of {extra.lm_loss_tol:g}\n")
+    # compile (or load from numba's cache) every kernel the runs use, on a small problem, so that
+    # no row's time includes it
+    t0 = time.process_time()
+    tiny = hs.ClusterTree.balanced(128, 16)
+    At = hs.gallery.random_hss(tiny, 2, seed=0, symmetric=True)
+    Xt = np.random.default_rng(0).standard_normal((24, 128))
+    small = HSSLinear(tiny, 2, symmetric=True)
+    for opt in extra.optimizers.split(","):
+        fit(small, small.init(seed=0), Xt, (At @ Xt.T).T, epochs=2, optimizer=opt, loss="relative_mse",
+            progress=False, **({"lm_options": {"warmup": 2}} if opt == "lm" else {}))
+    fit_linear_exact(Xt, (At @ Xt.T).T, tiny, rank=2)
+    print(f"numba compile or cache load (a small problem first): {time.process_time() - t0:.1f} s\n")
     rows = []
     for n in (int(s) for s in extra.sizes.split(",")):
         tree = hs.ClusterTree.balanced(n, LEAF)

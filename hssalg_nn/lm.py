@@ -44,7 +44,7 @@ from autograd import make_jvp, make_vjp
 from autograd.misc import flatten
 
 from .optim import lbfgs_flat
-from .primitives import KINDS
+from .primitives import KINDS, Linearization
 
 __all__ = ["LeafProjection", "levenberg_marquardt", "LM_DEFAULTS"]
 
@@ -203,8 +203,6 @@ class _Projected:
     """
 
     def __init__(self, layer, params, X, Y):
-        from .primitives import Linearization   # the layer module imports this one's caller
-        self._Linearization = Linearization
         self.layer = layer
         w = 1.0 / (np.linalg.norm(Y, axis=1) * np.sqrt(X.shape[0]))
         # the model is linear: scaling sample j on both sides weights it by w_j
@@ -216,23 +214,22 @@ class _Projected:
         self.theta0, self.unflatten = flatten({k: np.asarray(params[k], dtype=np.float64) for k in self.kinds})
         self.theta0 = np.asarray(self.theta0, dtype=np.float64)
 
-    def _gens(self, theta, diagonal=False):
+    def _gens(self, theta):
+        """The generator buffers of θ; D is a placeholder that Linearization(diagonal=False)
+        never reads, so its zeros are not symmetrised."""
         p = dict(self.unflatten(theta))
         p["D"] = self.zero_D
-        if diagonal:
-            return self.layer.generators(p)
-        # D is not read (Linearization(diagonal=False)): skip expanding its zeros
         return self.layer._expand_plain(p, kinds=[k for k in KINDS if k != "D"], fill=self.zero_D)
 
     def _off(self, theta):
-        return np.asarray(self._Linearization(self._gens(theta), self.X, self.layer.layout, diagonal=False).Y)
+        return np.asarray(Linearization(self._gens(theta), self.X, self.layer.layout, diagonal=False).Y)
 
     def residual(self, theta):
         return self.proj.project(self._off(theta) - self.Y)
 
     def linearize(self, theta):
         # A_off: the kernels skip the leaf products with D, the bulk of the leaf work
-        lin = self._Linearization(self._gens(theta), self.X, self.layer.layout, diagonal=False)
+        lin = Linearization(self._gens(theta), self.X, self.layer.layout, diagonal=False)
         r = self.proj.project(np.asarray(lin.Y) - self.Y)
 
         def jvp(v):

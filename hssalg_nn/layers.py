@@ -484,53 +484,33 @@ class HSSLinear:
             params = _boxed_dict({k: params[k] for k in self.kinds})
         return _expand(params, self)
 
-    def _expand_plain(self, params, kinds=None, fill=None):
-        """Generator buffers from plain parameters. With ``kinds`` (unshared layers only) only
-        those generator kinds are built and the others are ``fill`` (an optimiser that holds
-        D fixed skips symmetrising it)."""
+    def _expand_plain(self, params, diagonal=True):
+        """Generator buffers from plain parameters. With ``diagonal=False`` (unshared layers)
+        ``params["D"]`` is passed through as it is: for an optimiser that holds D fixed and
+        never reads it, symmetrising it would be wasted work."""
         p = {kind: onp.asarray(params[kind]) for kind in self.kinds}
-        if kinds is not None:
-            want = set(kinds)
-            if self.share_weights:
-                raise ValueError("kinds= is for layers without weight sharing")
-            if self.symmetric:
-                tB = self._tidx["B12"][0]
-                p["V"], p["W"] = p["U"], p["R"]
-                p["B21"] = p["B12"][tB] if "B21" in want else fill
-                p["D"] = 0.5 * (p["D"] + p["D"][self._tidx["D"][0]]) if "D" in want else fill
-            return {k: (p[k] if k in want else fill) for k in KINDS}
         if self.symmetric:
             tD = self._tidx["D"][0]
             tB = self._tidx["B12"][0]
-            p["D"] = 0.5 * (p["D"] + p["D"][tD])
+            if diagonal:
+                p["D"] = 0.5 * (p["D"] + p["D"][tD])
             p["V"], p["W"] = p["U"], p["R"]
             p["B21"] = p["B12"][tB]
         if self.share_weights:
             p = {kind: self._shared_blocks(kind).expand(p[kind]) for kind in KINDS}
         return p
 
-    def _reduce_plain(self, g, kinds=None):
+    def _reduce_plain(self, g, diagonal=True):
         """The transpose of :meth:`_expand_plain`: parameter gradients from generator gradients
-        (only the parameter ``kinds`` given, default all)."""
-        kinds = self.kinds if kinds is None else kinds
-        if not self.symmetric and not self.share_weights:
-            return {kind: onp.asarray(g[kind]) for kind in kinds}
-        need = set(kinds) | ({"V"} if "U" in kinds else set()) | ({"W"} if "R" in kinds else set()) \
-            | ({"B21"} if "B12" in kinds else set()) if self.symmetric else set(kinds)
-        c = {kind: onp.asarray(g[kind]) for kind in KINDS if kind in need}
+        (without ``"D"``, and ``g["D"]`` not read, when ``diagonal=False``)."""
+        kinds = [kind for kind in KINDS if diagonal or kind != "D"]
+        c = {kind: onp.asarray(g[kind]) for kind in kinds}
         if self.share_weights:
-            c = {kind: self._shared_blocks(kind).reduce(c[kind]) for kind in c}
+            c = {kind: self._shared_blocks(kind).reduce(c[kind]) for kind in kinds}
         if not self.symmetric:
-            return {kind: c[kind] for kind in kinds}
-        out = {}
-        if "D" in kinds:
-            out["D"] = 0.5 * (c["D"] + c["D"][self._tidx["D"][1]])
-        if "U" in kinds:
-            out["U"] = c["U"] + c["V"]
-        if "R" in kinds:
-            out["R"] = c["R"] + c["W"]
-        if "B12" in kinds:
-            out["B12"] = c["B12"] + c["B21"][self._tidx["B12"][1]]
+            return c
+        out = {"D": 0.5 * (c["D"] + c["D"][self._tidx["D"][1]])} if diagonal else {}
+        out.update(U=c["U"] + c["V"], R=c["R"] + c["W"], B12=c["B12"] + c["B21"][self._tidx["B12"][1]])
         return out
 
     def _shared_blocks(self, kind):

@@ -44,7 +44,7 @@ from autograd import make_jvp, make_vjp
 from autograd.misc import flatten
 
 from .optim import lbfgs_flat
-from .primitives import KINDS, Linearization
+from .primitives import Linearization
 
 __all__ = ["LeafProjection", "levenberg_marquardt", "LM_DEFAULTS"]
 
@@ -92,8 +92,6 @@ class LeafProjection:
     def __init__(self, tree, X, symmetric, rcond=1e-13):
         X = np.asarray(X, dtype=np.float64)
         self.symmetric = bool(symmetric)
-        self.n = tree.n
-        self.N = X.shape[0]
         leaves = tree.leaves
         sizes = tree.sizes[leaves]
         start = np.asarray(tree.arrays[3])[leaves]
@@ -219,7 +217,7 @@ class _Projected:
         never reads, so its zeros are not symmetrised."""
         p = dict(self.unflatten(theta))
         p["D"] = self.zero_D
-        return self.layer._expand_plain(p, kinds=[k for k in KINDS if k != "D"], fill=self.zero_D)
+        return self.layer._expand_plain(p, diagonal=False)
 
     def _off(self, theta):
         return np.asarray(Linearization(self._gens(theta), self.X, self.layer.layout, diagonal=False).Y)
@@ -240,7 +238,7 @@ class _Projected:
             g = lin.vjp(u if projected else self.proj.project(u))
             if self.layer.symmetric:
                 # the transpose of the linear map θ -> generators, for the iterated kinds
-                g = self.layer._reduce_plain(g, kinds=self.kinds)
+                g = self.layer._reduce_plain(g, diagonal=False)
             return np.asarray(flatten({k: np.asarray(g[k], dtype=np.float64) for k in self.kinds})[0])
 
         return r, jvp, vjp
@@ -330,7 +328,8 @@ def levenberg_marquardt(problem, theta, maxiter, opts, state=None, warmup_callba
         ``warmup_callback(theta, loss)`` after every warm-up iteration.
     callback : callable, optional
         ``callback(theta, loss, state, info)`` after every LM iteration; info
-        holds ``cg`` (iterations of that step) and ``rho`` (gain ratio).
+        holds ``cg`` (iterations of that step), ``rho`` (gain ratio) and
+        ``seconds`` (its wall time).
 
     Returns
     -------

@@ -69,7 +69,7 @@ from numba.core.extending import intrinsic, overload
 # numba's cache does not see changes in alloc.py; edit this file to recompile after one
 from .alloc import empty
 from .blas import SMALL_GEMM, gemm
-from .matvec import workspace_like
+from .matvec import leaf_nodes, workspace_like
 
 # bytes per cache line: the step of the software prefetches below (x86-64 and most arm64)
 _LINE = 64
@@ -236,7 +236,7 @@ _GATHER_COLS = 256
 @njit(cache=True)
 def _leaves_by_column(left, start):
     """The leaves' ids ordered by their first column (they tile the columns)."""
-    leaves = np.nonzero(left < 0)[0]
+    leaves = leaf_nodes(left)
     return leaves[np.argsort(start[leaves], kind="mergesort")]
 
 
@@ -342,7 +342,7 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
     scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
     sweep_scratch = np.empty(_sweep_scratch_size(left, k_in, k_out), X.dtype)
     has_D = D.shape[0] > 0     # an empty D: the matrix without its diagonal blocks
-    leaves = np.nonzero(left < 0)[0]
+    leaves = leaf_nodes(left)
     n_leaves = leaves.shape[0]
     n_levels = level_ptr.shape[0] - 1
     # Every step below first prefetches (into L2: into L1 was slower) the operands of the
@@ -511,12 +511,11 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             ko = k_out[node]
             gemm(False, False, 1.0, Gl, _block(basis_out, basis_out_off, node, m, ko), 0.0,
                  _cols(gt, yb, yw, yc, node, ko, s), ws)
-            if not has_D:
-                pass
-            elif trans_D:
-                gemm(True, False, 1.0, Xl, Gl, 0.0, _block(dD, D_off, node, m, m), ws)
-            else:
-                gemm(True, False, 1.0, Gl, Xl, 0.0, _block(dD, D_off, node, m, m), ws)
+            if has_D:
+                if trans_D:
+                    gemm(True, False, 1.0, Xl, Gl, 0.0, _block(dD, D_off, node, m, m), ws)
+                else:
+                    gemm(True, False, 1.0, Gl, Xl, 0.0, _block(dD, D_off, node, m, m), ws)
             if ko > 0:
                 gemm(True, False, 1.0, Gl, _cols(yt, yb, yw, yc, node, ko, s), 0.0,
                      _block(d_basis_out, basis_out_off, node, m, ko), ws)
@@ -579,7 +578,7 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
                 gemm(True, False, 1.0, _cols(xt, xb, xw, xc, a, kab, s), zn, 0.0,
                      _pair(d_transfer_in, transfer_in_off, a, kab, k), ws)
     # leaves: the column-side basis and, when wanted, the transposed product
-    leaves = np.nonzero(left < 0)[0]
+    leaves = leaf_nodes(left)
     for q in range(leaves.shape[0]):
         node = leaves[q]
         if q + 1 < leaves.shape[0]:

@@ -1,6 +1,6 @@
 """HSSLinear forward and forward+backward against a dense linear layer, both under autograd.
 
-Run:  python benchmarks/bench_nn.py [--threads 1] [--max-log2n 18] [--repeat 7] [--clock wall|cpu]
+Run:  python benchmarks/bench_nn.py [--threads 1] [--max-log2n 18] [--repeat 7] [--clock wall|cpu] [--malloc keep|default]
 
 For n = 2^12 ... 2^min(max, 18), batch 32, rank 16, leaf 64 (random init):
 the median time of the layer's forward product ``layer.apply(params, X)`` and of
@@ -14,6 +14,11 @@ n <= 2^13, with the dense/HSS ratios. Targets (issue 5): forward+backward <= 4x
 forward; >= 50x faster than dense at n = 2^13; <= 15 ms forward and <= 45 ms
 forward+backward at n = 2^16.
 
+``--malloc keep`` (the default) first calls ``hssalg_nn.keep_freed_memory()``,
+as ``hssalg_nn.fit`` does: glibc then keeps large freed blocks for the next call
+instead of unmapping them, so a repeated product does not fault in fresh pages.
+``--malloc default`` leaves malloc's settings alone.
+
 ``--clock cpu`` times with the CPU time of the calling thread instead of wall
 time. With one thread everything measured runs on that thread, so on a machine
 shared with other jobs this leaves out the time the process waits for a core
@@ -25,15 +30,18 @@ import argparse
 import _common
 
 args = _common.setup(__doc__.splitlines()[0])
-_clock = argparse.ArgumentParser()
-_clock.add_argument("--clock", choices=["wall", "cpu"], default="wall")
-CLOCK = _clock.parse_known_args()[0].clock
+_extra = argparse.ArgumentParser()
+_extra.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+_extra.add_argument("--malloc", choices=["keep", "default"], default="keep")
+_known = _extra.parse_known_args()[0]
+CLOCK, MALLOC = _known.clock, _known.malloc
 
 import numpy as np                 # noqa: E402  (thread counts are pinned first)
 import autograd.numpy as anp       # noqa: E402
 from autograd import grad          # noqa: E402
 
 import hssalg as hs                # noqa: E402
+from hssalg_nn import keep_freed_memory  # noqa: E402
 from hssalg_nn.layers import HSSLinear   # noqa: E402
 
 BATCH, RANK, LEAF = 32, 16, 64
@@ -50,9 +58,10 @@ def median_time(fn, repeat):
 
 
 def main():
+    kept = MALLOC == "keep" and keep_freed_memory()
     print(f"# bench_nn\n\n{_common.machine_line(args.threads)}\n")
     print(f"HSSLinear, batch {BATCH}, rank {RANK}, leaf {LEAF}; medians of {args.repeat} runs after a warm-up "
-          f"({CLOCK} clock)\n")
+          f"({CLOCK} clock); malloc keeps freed blocks: {'yes' if kept else 'no'} (--malloc {MALLOC})\n")
     rng = np.random.default_rng(0)
     rows = []
     compile_s = None

@@ -8,6 +8,7 @@ then be factorised, recompressed or saved like any other.
 See docs/neural.md.
 """
 
+from ._heap import keep_freed_memory
 from .exact import fit_linear_exact, min_samples_exact
 from .layers import HSSLinear, NeuralHSS
 from .optim import adam_init, adam_step, lbfgs
@@ -16,4 +17,4 @@ from .train import fit, load_checkpoint, relative_l2, relative_mse, save_checkpo
 
 __all__ = ["HSSLinear", "NeuralHSS", "HSSLayout", "hss_apply", "fit", "fit_linear_exact",
            "min_samples_exact", "adam_init", "adam_step", "lbfgs", "relative_l2", "relative_mse",
-           "save_checkpoint", "load_checkpoint"]
+           "save_checkpoint", "load_checkpoint", "keep_freed_memory"]

@@ -30,6 +30,7 @@ from autograd.extend import defvjp, primitive
 from hssalg._npz import read_arrays
 from hssalg._progress import Progress
 
+from . import _heap
 from .lm import check_options as check_lm_options
 from .lm import levenberg_marquardt, make_problem
 from .optim import adam_init, adam_step, lbfgs, tree_map
@@ -440,6 +441,10 @@ def fit(model, params, X, Y, epochs=100, batch_size=32, lr=1e-3, optimizer="adam
 
     Notes
     -----
+    Memory: a run first calls :func:`hssalg_nn.keep_freed_memory` (glibc
+    keeps large freed blocks for the next step instead of unmapping them),
+    unless the environment variable ``HSSALG_KEEP_FREED_MEMORY`` is ``0``.
+
     Determinism: the same arguments give bit-identical results (numpy and
     the numba kernels reduce in a fixed order). A run stopped after epoch e
     and resumed from its checkpoint continues exactly like the uninterrupted
@@ -447,6 +452,7 @@ def fit(model, params, X, Y, epochs=100, batch_size=32, lr=1e-3, optimizer="adam
     not expose it), so a resumed L-BFGS run is a valid but different run.
     """
     apply = _apply_fn(model)
+    _heap.keep_unless_disabled()
     if isinstance(loss, str):
         if loss not in _LOSSES:
             raise ValueError(f"loss must be one of {sorted(_LOSSES)} or a callable, got {loss!r}")

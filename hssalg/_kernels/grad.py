@@ -134,6 +134,16 @@ def _block(buf, off, node, rows, cols):
 
 
 @njit(cache=True)
+def coupling_blocks(C_ab, C_ab_off, C_ba, C_ba_off, trans_B, node, a, k_in, k_out):
+    """(C_ab, C_ba) of inner node ``node`` with children a and b = a + 1, as stored:
+    (k_out[a], k_in[b]) and (k_out[b], k_in[a]), or the transposes when ``trans_B``."""
+    b = a + 1
+    if trans_B:
+        return (_block(C_ab, C_ab_off, node, k_in[b], k_out[a]), _block(C_ba, C_ba_off, node, k_in[a], k_out[b]))
+    return (_block(C_ab, C_ab_off, node, k_out[a], k_in[b]), _block(C_ba, C_ba_off, node, k_out[b], k_in[a]))
+
+
+@njit(cache=True)
 def _pair(buf, off, a, rows, cols):
     """The blocks of siblings a and a + 1 stacked: one contiguous (rows, cols) block."""
     return buf[off[a]:off[a + 2]].reshape(rows, cols)
@@ -388,12 +398,7 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
             yb_ = _cols(yt, yb, yw, yc, b, k_out[b], s)
             xa = _cols(xt, xb, xw, xc, a, k_in[a], s)
             xb_ = _cols(xt, xb, xw, xc, b, k_in[b], s)
-            if trans_B:
-                Cab = _block(C_ab, C_ab_off, node, k_in[b], k_out[a])
-                Cba = _block(C_ba, C_ba_off, node, k_in[a], k_out[b])
-            else:
-                Cab = _block(C_ab, C_ab_off, node, k_out[a], k_in[b])
-                Cba = _block(C_ba, C_ba_off, node, k_out[b], k_in[a])
+            Cab, Cba = coupling_blocks(C_ab, C_ab_off, C_ba, C_ba_off, trans_B, node, a, k_in, k_out)
             _gemm_op(not trans_B, 1.0, xb_, Cab, 0.0, ya, ws, sweep_scratch)
             _gemm_op(not trans_B, 1.0, xa, Cba, 0.0, yb_, ws, sweep_scratch)
             k = k_out[node]
@@ -555,16 +560,15 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             xb_ = _cols(xt, xb, xw, xc, b, k_in[b], s)
             za = _cols(zt, xb, xw, xc, a, k_in[a], s)
             zb = _cols(zt, xb, xw, xc, b, k_in[b], s)
+            Cab, Cba = coupling_blocks(C_ab, C_ab_off, C_ba, C_ba_off, trans_B, node, a, k_in, k_out)
+            dCab, dCba = coupling_blocks(d_C_ab, C_ab_off, d_C_ba, C_ba_off, trans_B, node, a, k_in, k_out)
+            # dC_ab = ĝ_a x̂_bᵀ, dC_ba = ĝ_b x̂_aᵀ, or their transposes as stored
             if trans_B:
-                Cab = _block(C_ab, C_ab_off, node, k_in[b], k_out[a])
-                Cba = _block(C_ba, C_ba_off, node, k_in[a], k_out[b])
-                gemm(True, False, 1.0, xb_, ga, 0.0, _block(d_C_ab, C_ab_off, node, k_in[b], k_out[a]), ws)
-                gemm(True, False, 1.0, xa, gb, 0.0, _block(d_C_ba, C_ba_off, node, k_in[a], k_out[b]), ws)
+                gemm(True, False, 1.0, xb_, ga, 0.0, dCab, ws)
+                gemm(True, False, 1.0, xa, gb, 0.0, dCba, ws)
             else:
-                Cab = _block(C_ab, C_ab_off, node, k_out[a], k_in[b])
-                Cba = _block(C_ba, C_ba_off, node, k_out[b], k_in[a])
-                gemm(True, False, 1.0, ga, xb_, 0.0, _block(d_C_ab, C_ab_off, node, k_out[a], k_in[b]), ws)
-                gemm(True, False, 1.0, gb, xa, 0.0, _block(d_C_ba, C_ba_off, node, k_out[b], k_in[a]), ws)
+                gemm(True, False, 1.0, ga, xb_, 0.0, dCab, ws)
+                gemm(True, False, 1.0, gb, xa, 0.0, dCba, ws)
             # the transposed operands copied transposed, as in :func:`forward`
             _gemm_op(trans_B, 1.0, ga, Cab, 0.0, zb, ws, sweep_scratch)
             _gemm_op(trans_B, 1.0, gb, Cba, 0.0, za, ws, sweep_scratch)

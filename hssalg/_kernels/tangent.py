@@ -46,7 +46,7 @@ from numba import njit
 # matvec); edit this file to recompile after one
 from .alloc import empty
 from .blas import gemm
-from .grad import _block, _cols, _gemm_nt, _gemm_op, _max_leaf, _pair, _zero_cols, pair_layout
+from .grad import _block, _cols, _gemm_nt, _gemm_op, _max_leaf, _pair, _zero_cols, coupling_blocks, pair_layout
 from .matvec import workspace_like
 
 
@@ -124,16 +124,8 @@ def _sweep(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_o
             dxb = _cols(dxt, xb, xw, xc, b, k_in[b], s)
             dya = _cols(dyt, yb, yw, yc, a, k_out[a], s)
             dyb = _cols(dyt, yb, yw, yc, b, k_out[b], s)
-            if trans_B:
-                Cab = _block(C_ab, C_ab_off, node, k_in[b], k_out[a])
-                Cba = _block(C_ba, C_ba_off, node, k_in[a], k_out[b])
-                dCab = _block(d_C_ab, C_ab_off, node, k_in[b], k_out[a])
-                dCba = _block(d_C_ba, C_ba_off, node, k_in[a], k_out[b])
-            else:
-                Cab = _block(C_ab, C_ab_off, node, k_out[a], k_in[b])
-                Cba = _block(C_ba, C_ba_off, node, k_out[b], k_in[a])
-                dCab = _block(d_C_ab, C_ab_off, node, k_out[a], k_in[b])
-                dCba = _block(d_C_ba, C_ba_off, node, k_out[b], k_in[a])
+            Cab, Cba = coupling_blocks(C_ab, C_ab_off, C_ba, C_ba_off, trans_B, node, a, k_in, k_out)
+            dCab, dCba = coupling_blocks(d_C_ab, C_ab_off, d_C_ba, C_ba_off, trans_B, node, a, k_in, k_out)
             if fresh:
                 gemm(False, not trans_B, 1.0, xb_, Cab, 0.0, _cols(yt_out, yb, yw, yc, a, k_out[a], s), ws)
                 gemm(False, not trans_B, 1.0, xa, Cba, 0.0, _cols(yt_out, yb, yw, yc, b, k_out[b], s), ws)

@@ -1,9 +1,10 @@
 """Keep freed memory in the process, so that a training step reuses the last step's pages.
 
 A step of gradient training allocates the same large arrays every time: at
-n = 2^16, batch 32, leaf 64 the gradient of the diagonal blocks alone is 32 MB,
-and one forward+backward of an ``HSSLinear`` makes about 130 MB of outputs and
-temporaries. glibc's ``malloc`` serves blocks above its mmap threshold (dynamic,
+n = 2^16, batch 32, rank 16, leaf 64 the forward and backward kernels of an
+``HSSLinear`` allocate about 110 MB per call between them (the gradient of the
+diagonal blocks alone is 32 MiB), and autograd adds temporaries of the batch's
+size. glibc's ``malloc`` serves blocks above its mmap threshold (dynamic,
 at most 32 MiB) with a fresh ``mmap`` and unmaps them on ``free``, and it hands
 free memory at the top of its heap back to the kernel. Each new block then
 faults in every page, and the kernel clears each page before handing it over:

@@ -61,7 +61,7 @@ def plot_history(history, ax=None, label=None, logy=True):
     if epoch.shape != loss.shape:
         raise ValueError(f"history['epoch'] has {epoch.size} entries but history['loss'] has {loss.size}")
     val = None
-    if history.get("val_loss"):
+    if "val_loss" in history and len(history["val_loss"]) > 0:   # fit's list is empty without validation
         val = _curve(history, "val_loss")
         if val.shape != loss.shape:
             raise ValueError(f"history['val_loss'] has {val.size} entries but history['loss'] has {loss.size}")

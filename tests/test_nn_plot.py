@@ -69,3 +69,10 @@ def test_without_matplotlib_the_error_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)   # import fails
     with pytest.raises(ImportError, match=r"pip install hssalg\[plot\]"):
         plot_history({"loss": [1.0]})
+
+
+def test_arrays_work_like_lists():
+    ax = plot_history({"loss": np.array([1.0, 0.1]), "val_loss": np.array([2.0, 0.2])})
+    assert len(ax.lines) == 2
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), [2.0, 0.2])
+    plt.close(ax.figure)

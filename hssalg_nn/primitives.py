@@ -27,6 +27,7 @@ from autograd.extend import Box, defjvp, defjvp_argnums, defvjp, defvjp_argnums,
 
 from hssalg import _layout
 from hssalg._kernels import grad as _grad
+from hssalg._kernels import matvec as _matvec
 from hssalg._kernels import tangent as _tangent
 from hssalg.matrix import HSSMatrix
 from hssalg.tree import ClusterTree
@@ -228,11 +229,17 @@ def _to_caller_order(Y, layout):
     return Y if tree.has_identity_perm else onp.take(Y, tree.iperm, axis=1)
 
 
+def _sweep(kernel, Xt, *args):
+    """``kernel(*args, n_threads)`` on as many numba threads as an (s, n) batch Xt is worth
+    (``numba.get_num_threads()`` from 2^15 numbers on, else one; as for ``HSSMatrix @``)."""
+    return _matvec.run_parallel(kernel, _matvec.threads_for(Xt.shape[1], Xt.shape[0]), *args)
+
+
 def _forward(gens, X, layout, transpose):
     dtype = onp.result_type(gens["D"])
     gens = {k: _readonly(gens[k], dtype) for k in KINDS}
     Xt = _to_tree_order(X, layout, dtype)
-    Yt, xt, yt = _grad.forward(layout.tree.arrays, *_roles(layout, gens, transpose), Xt)
+    Yt, xt, yt = _sweep(_grad.forward, Xt, layout.tree.arrays, *_roles(layout, gens, transpose), Xt)
     return _to_caller_order(Yt, layout), (gens, Xt, xt, yt)
 
 
@@ -273,8 +280,8 @@ def _product_vjp(argnums, ans, args, kwargs):
 
     def vjp(g):
         G = _to_tree_order(g, layout, gens["D"].dtype)
-        dXt, d_bin, d_tin, d_bout, d_tout, d_cab, d_cba, dD = _grad.backward(
-            layout.tree.arrays, *_roles(layout, gens, transpose), Xt, xt, yt, G, need_dX)
+        dXt, d_bin, d_tin, d_bout, d_tout, d_cab, d_cba, dD = _sweep(
+            _grad.backward, Xt, layout.tree.arrays, *_roles(layout, gens, transpose), Xt, xt, yt, G, need_dX)
         out = []
         for i in argnums:
             if i == 0:
@@ -494,7 +501,8 @@ class Linearization:
         if not self.diagonal:
             self.gens["D"] = _readonly(onp.empty(0, self.dtype), self.dtype)
         self.Xt = _to_tree_order(_plain_batch(X, layout, "X"), layout, self.dtype)
-        Yt, self.xt, self.yt = _grad.forward(layout.tree.arrays, *_roles(layout, self.gens, False), self.Xt)
+        Yt, self.xt, self.yt = _sweep(_grad.forward, self.Xt, layout.tree.arrays,
+                                      *_roles(layout, self.gens, False), self.Xt)
         self.Y = _to_caller_order(Yt, layout)
 
     def jvp(self, dgens):
@@ -515,9 +523,9 @@ class Linearization:
         if onp.shape(G) != self.Xt.shape:
             raise ValueError(f"G must have the shape of Y, {self.Xt.shape}, got shape {onp.shape(G)}")
         Gt = _to_tree_order(G, self.layout, self.dtype)
-        _, d_bin, d_tin, d_bout, d_tout, d_cab, d_cba, dD = _grad.backward(
-            self.layout.tree.arrays, *_roles(self.layout, self.gens, False), self.Xt, self.xt, self.yt, Gt,
-            False)
+        _, d_bin, d_tin, d_bout, d_tout, d_cab, d_cba, dD = _sweep(
+            _grad.backward, self.Xt, self.layout.tree.arrays, *_roles(self.layout, self.gens, False), self.Xt,
+            self.xt, self.yt, Gt, False)
         return dict(D=dD, V=d_bin, W=d_tin, U=d_bout, R=d_tout, B12=d_cab, B21=d_cba)
 
 

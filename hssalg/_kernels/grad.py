@@ -61,7 +61,7 @@ k = 16, m = 64, one thread):
 import llvmlite.binding as ll
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic, overload
 
@@ -69,7 +69,7 @@ from numba.core.extending import intrinsic, overload
 # numba's cache does not see changes in alloc.py; edit this file to recompile after one
 from .alloc import empty
 from .blas import SMALL_GEMM, gemm
-from .matvec import leaf_nodes, workspace_like
+from .matvec import workspace_like
 
 # bytes per cache line: the step of the software prefetches below (x86-64 and most arm64)
 _LINE = 64
@@ -244,13 +244,6 @@ _GATHER_COLS = 256
 
 
 @njit(cache=True)
-def _leaves_by_column(left, start):
-    """The leaves' ids ordered by their first column (they tile the columns)."""
-    leaves = leaf_nodes(left)
-    return leaves[np.argsort(start[leaves], kind="mergesort")]
-
-
-@njit(cache=True)
 def _leaf_run(order, q0, start, stop, width):
     """End q1 of the run order[q0:q1] of adjacent leaves spanning at most ``width``
     columns (at least one leaf)."""
@@ -310,51 +303,101 @@ def _sweep_scratch_size(left, k_in, k_out):
     return size
 
 
+# -- splitting the tree between threads -----------------------------------------------
+
 @njit(cache=True)
-def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
-            basis_out, basis_out_off, transfer_out, transfer_out_off,
-            C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X):
-    """Y = X op(A)ᵀ (row i of Y is op(A) times row i of X), with the sweep quantities.
+def tree_parts(left, level_ptr, n_parts):
+    """Split the tree into a top part and the subtrees below a cut level, for threads.
+
+    The cut level is the first one with at least ``n_parts`` nodes (the deepest
+    level if none has). Each subtree is independent of the others in both sweeps:
+    only the top part, a few nodes at small ranks, joins them, on one thread.
 
     Parameters
     ----------
-    tree : tuple of (n_nodes,) int64 arrays
-        ``(parent, left, right, start, stop, level_ptr)``; siblings have consecutive ids.
-    k_in, k_out : (n_nodes,) int64 arrays
-        Column-side and row-side ranks (0 at the root).
-    basis_*, transfer_*, C_*, D : 1-D arrays with (n_nodes + 1,) int64 offsets
-        Generators by role (module docstring).
-    trans_B, trans_D : bool
-        Use the stored coupling / diagonal blocks transposed.
-    X : (s, n) C-contiguous array in tree order
-
-    An empty D stands for the matrix without its diagonal blocks (its leaf
-    products are skipped): the off-diagonal part that an optimiser solving for D
-    separately differentiates (:mod:`hssalg_nn.lm`). :func:`backward` then returns
-    an empty dD, and :mod:`.tangent` skips the same products.
+    left : (n_nodes,) int64 array
+        Left child of every node (-1 at a leaf); the right child is ``left + 1``.
+    level_ptr : (n_levels + 1,) int64 array
+        Nodes of level l are ``level_ptr[l]:level_ptr[l + 1]`` (breadth-first ids).
+    n_parts : int
+        Subtrees wanted; 1 gives the whole tree as one subtree and an empty top.
 
     Returns
     -------
-    Y : (s, n) array in tree order
-    xt, yt : 1-D arrays
-        x̂_iᵀ and ŷ_iᵀ in the sibling-pair layout of :func:`pair_layout` for
-        ranks ``k_in`` and ``k_out``.
+    parts : (n_roots + 1, n_levels, 2) int64 array
+        ``parts[0, l] = (lo, hi)``: the nodes ``lo:hi`` of level l in the top part
+        (every node above the cut level, none from it on); ``parts[1 + j, l]``:
+        those in the subtree of the j-th node of the cut level (none above it).
+        Breadth-first ids make each one range, the children of consecutive
+        nodes being consecutive.
     """
-    parent, left, right, start, stop, level_ptr = tree
-    s = X.shape[0]
-    xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
-    yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
-    xt = empty(x_size, X.dtype)
-    yt = empty(y_size, X.dtype)
-    Y = empty(X.size, X.dtype).reshape(X.shape)
-    ws = workspace_like(X)
-    m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
-    scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
-    sweep_scratch = np.empty(_sweep_scratch_size(left, k_in, k_out), X.dtype)
-    has_D = D.shape[0] > 0     # an empty D: the matrix without its diagonal blocks
-    leaves = leaf_nodes(left)
-    n_leaves = leaves.shape[0]
     n_levels = level_ptr.shape[0] - 1
+    cut = n_levels - 1
+    for lvl in range(n_levels):
+        if level_ptr[lvl + 1] - level_ptr[lvl] >= n_parts:
+            cut = lvl
+            break
+    n_roots = level_ptr[cut + 1] - level_ptr[cut]
+    parts = np.zeros((n_roots + 1, n_levels, 2), np.int64)
+    for lvl in range(cut):
+        parts[0, lvl, 0] = level_ptr[lvl]
+        parts[0, lvl, 1] = level_ptr[lvl + 1]
+    for j in range(n_roots):
+        lo = level_ptr[cut] + j
+        hi = lo + 1
+        for lvl in range(cut, n_levels):
+            parts[1 + j, lvl, 0] = lo
+            parts[1 + j, lvl, 1] = hi
+            first = -1
+            last = -1
+            for node in range(lo, hi):
+                if left[node] >= 0:
+                    if first < 0:
+                        first = left[node]
+                    last = left[node] + 2
+            if first < 0:
+                break
+            lo = first
+            hi = last
+    return parts
+
+
+@njit(cache=True)
+def _part_leaves(left, part):
+    """The leaves of one part of :func:`tree_parts`, level by level (ids ascending)."""
+    n = 0
+    for lvl in range(part.shape[0]):
+        for node in range(part[lvl, 0], part[lvl, 1]):
+            if left[node] < 0:
+                n += 1
+    leaves = np.empty(n, np.int64)
+    n = 0
+    for lvl in range(part.shape[0]):
+        for node in range(part[lvl, 0], part[lvl, 1]):
+            if left[node] < 0:
+                leaves[n] = node
+                n += 1
+    return leaves
+
+
+@njit(cache=True)
+def parts_for(n_threads):
+    """Subtrees to ask :func:`tree_parts` for: a few per thread, so that threads take
+    them as they come free (one part when there is one thread)."""
+    return 1 if n_threads <= 1 else 4 * n_threads
+
+
+# -- forward ----------------------------------------------------------------------------
+
+@njit(cache=True)
+def _forward_up(tree, k_in, basis_in, basis_in_off, transfer_in, transfer_in_off, X, xt, xl, part):
+    """Leaf bases and upsweep of the input over one part of the tree, into ``xt``."""
+    parent, left, right, start, stop, level_ptr = tree
+    xb, xw, xc = xl
+    s = X.shape[0]
+    ws = workspace_like(X)
+    leaves = _part_leaves(left, part)
+    n_leaves = leaves.shape[0]
     # Every step below first prefetches (into L2: into L1 was slower) the operands of the
     # next step that are likely out of cache: the next leaf's slice of the batch (s rows a
     # power-of-two stride apart, which the hardware prefetcher does not follow) and the
@@ -370,26 +413,43 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
              _block(basis_in, basis_in_off, node, m, k_in[node]), 0.0,
              _cols(xt, xb, xw, xc, node, k_in[node], s), ws)
     # upsweep: x̂_i = [x̂_a | x̂_b] [T_a; T_b]
-    for lvl in range(n_levels - 1, 0, -1):
-        for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
+    for lvl in range(part.shape[0] - 1, 0, -1):
+        hi = part[lvl, 1]
+        for node in range(part[lvl, 0], hi):
             a = left[node]
             if a < 0:
                 continue
-            if node + 1 < level_ptr[lvl + 1] and left[node + 1] >= 0:
+            if node + 1 < hi and left[node + 1] >= 0:
                 _prefetch_pair(xt, xb, xw, left[node + 1], s)
             kab = k_in[a] + k_in[a + 1]
             gemm(False, False, 1.0, _cols(xt, xb, xw, xc, a, kab, s),
                  _pair(transfer_in, transfer_in_off, a, kab, k_in[node]), 0.0,
                  _cols(xt, xb, xw, xc, node, k_in[node], s), ws)
+
+
+@njit(cache=True)
+def _forward_down(tree, k_in, k_out, basis_out, basis_out_off, transfer_out, transfer_out_off,
+                  C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X, xt, yt, Y, xl, yl, part):
+    """Couplings, downsweep and leaf products over one part of the tree, into ``yt`` and ``Y``."""
+    parent, left, right, start, stop, level_ptr = tree
+    xb, xw, xc = xl
+    yb, yw, yc = yl
+    s = X.shape[0]
+    ws = workspace_like(X)
+    m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
+    scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
+    sweep_scratch = np.empty(_sweep_scratch_size(left, k_in, k_out), X.dtype)
+    has_D = D.shape[0] > 0     # an empty D: the matrix without its diagonal blocks
     # coupling and downsweep, root first. The transposed operands are copied transposed
     # (_gemm_op): OpenBLAS takes its small-matrix kernels only for the plain form at these
     # shapes and packs both operands otherwise (measured: 1.4 ms of 27 at n = 2^16)
-    for lvl in range(n_levels):
-        for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
+    for lvl in range(part.shape[0]):
+        hi = part[lvl, 1]
+        for node in range(part[lvl, 0], hi):
             a = left[node]
             if a < 0:
                 continue
-            if node + 1 < level_ptr[lvl + 1] and left[node + 1] >= 0:
+            if node + 1 < hi and left[node + 1] >= 0:
                 _prefetch_pair(xt, xb, xw, left[node + 1], s)
                 _prefetch_pair(yt, yb, yw, node + 1, s)
                 _prefetch_pair(yt, yb, yw, left[node + 1], s)
@@ -408,6 +468,8 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
                 _gemm_nt(1.0, _cols(yt, yb, yw, yc, node, k, s),
                          _pair(transfer_out, transfer_out_off, a, kab, k), 1.0,
                          _cols(yt, yb, yw, yc, a, kab, s), ws, sweep_scratch)
+    leaves = _part_leaves(left, part)
+    n_leaves = leaves.shape[0]
     for q in range(n_leaves):
         node = leaves[q]
         if q + 1 < n_leaves:
@@ -433,54 +495,78 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
                      _block(basis_out, basis_out_off, node, m, k), 1.0 if has_D else 0.0, Yl, ws, scratch)
         elif not has_D:
             _zero_cols(Yl)
-    return Y, xt, yt
 
 
-@njit(cache=True)
-def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
-             basis_out, basis_out_off, transfer_out, transfer_out_off,
-             C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X, xt, yt, G, need_dX):
-    """Vector-Jacobian products of :func:`forward` for the cotangent G of Y.
+@njit(cache=True, parallel=True)
+def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
+            basis_out, basis_out_off, transfer_out, transfer_out_off,
+            C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X, n_threads):
+    """Y = X op(A)ᵀ (row i of Y is op(A) times row i of X), with the sweep quantities.
 
     Parameters
     ----------
-    tree, k_in, k_out, basis_*, transfer_*, C_*, trans_B, D, trans_D, X
-        As given to :func:`forward`.
-    xt, yt : 1-D arrays
-        The sweep quantities :func:`forward` returned for this X.
-    G : (s, n) C-contiguous array in tree order
-    need_dX : bool
-        Compute dX. Without it (the input is data, not a parameter) the leaf
-        products of the transposed sweep, a third of the work, are skipped.
+    tree : tuple of (n_nodes,) int64 arrays
+        ``(parent, left, right, start, stop, level_ptr)``; breadth-first ids,
+        siblings consecutive.
+    k_in, k_out : (n_nodes,) int64 arrays
+        Column-side and row-side ranks (0 at the root).
+    basis_*, transfer_*, C_*, D : 1-D arrays with (n_nodes + 1,) int64 offsets
+        Generators by role (module docstring).
+    trans_B, trans_D : bool
+        Use the stored coupling / diagonal blocks transposed.
+    X : (s, n) C-contiguous array in tree order
+    n_threads : int
+        Threads to share the work: the subtrees below a cut level
+        (:func:`tree_parts`) go to threads as they come free, the few nodes above
+        it run on one. Call through :func:`.matvec.run_parallel`. Every product is
+        the same whatever the number of threads, so is the result, bit for bit.
+
+    An empty D stands for the matrix without its diagonal blocks (its leaf
+    products are skipped): the off-diagonal part that an optimiser solving for D
+    separately differentiates (:mod:`hssalg_nn.lm`). :func:`backward` then returns
+    an empty dD, and :mod:`.tangent` skips the same products.
 
     Returns
     -------
-    dX : (s, n) array in tree order, the transposed product G op(A); (0, n) without ``need_dX``
-    d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD : 1-D arrays
-        Gradients with the layout (offsets, stored orientation) of the generators.
+    Y : (s, n) array in tree order
+    xt, yt : 1-D arrays
+        x̂_iᵀ and ŷ_iᵀ in the sibling-pair layout of :func:`pair_layout` for
+        ranks ``k_in`` and ``k_out``.
     """
     parent, left, right, start, stop, level_ptr = tree
     s = X.shape[0]
     xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
     yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
-    gt = empty(y_size, X.dtype)
-    zt = empty(x_size, X.dtype)
-    dX = empty(X.size if need_dX else 0, X.dtype).reshape((s if need_dX else 0, X.shape[1]))
-    # every block of every output is written below, so none is zeroed first (a pass
-    # over 12 MB at n = 2^16): a product skipped for a rank-0 node has an empty
-    # block as its output (its rows or columns are that rank), and the root's
-    # children, whose transfer blocks no step writes, have k_root = 0 columns there
-    d_basis_in = empty(basis_in.size, X.dtype)
-    d_transfer_in = empty(transfer_in.size, X.dtype)
-    d_basis_out = empty(basis_out.size, X.dtype)
-    d_transfer_out = empty(transfer_out.size, X.dtype)
-    d_C_ab = empty(C_ab.size, X.dtype)
-    d_C_ba = empty(C_ba.size, X.dtype)
-    dD = empty(D.size, X.dtype)
+    xl = (xb, xw, xc)
+    yl = (yb, yw, yc)
+    xt = empty(x_size, X.dtype)
+    yt = empty(y_size, X.dtype)
+    Y = empty(X.size, X.dtype).reshape(X.shape)
+    parts = tree_parts(left, level_ptr, parts_for(n_threads))
+    n_sub = parts.shape[0] - 1
+    for j in prange(n_sub):
+        _forward_up(tree, k_in, basis_in, basis_in_off, transfer_in, transfer_in_off, X, xt, xl, parts[1 + j])
+    _forward_up(tree, k_in, basis_in, basis_in_off, transfer_in, transfer_in_off, X, xt, xl, parts[0])
+    _forward_down(tree, k_in, k_out, basis_out, basis_out_off, transfer_out, transfer_out_off,
+                  C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X, xt, yt, Y, xl, yl, parts[0])
+    for j in prange(n_sub):
+        _forward_down(tree, k_in, k_out, basis_out, basis_out_off, transfer_out, transfer_out_off,
+                      C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X, xt, yt, Y, xl, yl,
+                      parts[1 + j])
+    return Y, xt, yt
+
+
+# -- reverse ----------------------------------------------------------------------------
+
+@njit(cache=True)
+def _backward_up(tree, k_in, k_out, basis_out, basis_out_off, transfer_out, transfer_out_off,
+                 D, D_off, trans_D, X, yt, G, gt, xl, yl, d_basis_out, d_transfer_out, dD, part):
+    """Leaf outer products and upsweep of the cotangent over one part of the tree."""
+    parent, left, right, start, stop, level_ptr = tree
+    yb, yw, yc = yl
+    s = X.shape[0]
     ws = workspace_like(X)
     m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
-    scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
-    sweep_scratch = np.empty(_sweep_scratch_size(left, k_in, k_out), X.dtype)
     has_D = D.shape[0] > 0     # an empty D: no diagonal blocks, and no dD (returned empty)
     # contiguous copies of the leaves' slices of G and X, used three times each below:
     # the strided slices (row stride n) are slow operands for the transposed products.
@@ -488,11 +574,11 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
     # one pass: per-leaf copies read 32 scattered 512-byte pieces from memory at a time
     # (measured at n = 2^16 for G alone: 2.5 ms leaf by leaf, 1.9 ms in runs of 4 leaves,
     # 1.4 ms in runs of 32)
-    order = _leaves_by_column(left, start)
+    leaves = _part_leaves(left, part)
+    order = leaves[np.argsort(start[leaves], kind="mergesort")]
     width = max(_GATHER_COLS, m_max)
     Gp = np.empty(s * width, X.dtype)
     Xp = np.empty(s * width, X.dtype)
-    n_levels = level_ptr.shape[0] - 1
     # leaves: the cotangent compressed through the row side, and the outer products
     # that need only G and the forward quantities
     # (the prefetches in this kernel are those of :func:`forward`, for the same reasons)
@@ -526,12 +612,13 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
                      _block(d_basis_out, basis_out_off, node, m, ko), ws)
         q0 = q1
     # upsweep of the cotangent: ĝ_i = [ĝ_a | ĝ_b] [T_a; T_b], d[T_a; T_b] = [ĝ_a | ĝ_b]ᵀ ŷ_i
-    for lvl in range(n_levels - 1, 0, -1):
-        for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
+    for lvl in range(part.shape[0] - 1, 0, -1):
+        hi = part[lvl, 1]
+        for node in range(part[lvl, 0], hi):
             a = left[node]
             if a < 0:
                 continue
-            if node + 1 < level_ptr[lvl + 1] and left[node + 1] >= 0:
+            if node + 1 < hi and left[node + 1] >= 0:
                 _prefetch_pair(gt, yb, yw, left[node + 1], s)
                 _prefetch_pair(yt, yb, yw, node + 1, s)
             k = k_out[node]
@@ -541,13 +628,30 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
                  _cols(gt, yb, yw, yc, node, k, s), ws)
             gemm(True, False, 1.0, gab, _cols(yt, yb, yw, yc, node, k, s), 0.0,
                  _pair(d_transfer_out, transfer_out_off, a, kab, k), ws)
+
+
+@njit(cache=True)
+def _backward_down(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
+                   C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X, xt, G, gt, zt, xl, yl,
+                   need_dX, dX, d_basis_in, d_transfer_in, d_C_ab, d_C_ba, part):
+    """Couplings, downsweep of the cotangent and leaf products over one part of the tree."""
+    parent, left, right, start, stop, level_ptr = tree
+    xb, xw, xc = xl
+    yb, yw, yc = yl
+    s = X.shape[0]
+    ws = workspace_like(X)
+    m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
+    scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
+    sweep_scratch = np.empty(_sweep_scratch_size(left, k_in, k_out), X.dtype)
+    has_D = D.shape[0] > 0
     # couplings and downsweep of the cotangent through the column side
-    for lvl in range(n_levels):
-        for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
+    for lvl in range(part.shape[0]):
+        hi = part[lvl, 1]
+        for node in range(part[lvl, 0], hi):
             a = left[node]
             if a < 0:
                 continue
-            if node + 1 < level_ptr[lvl + 1] and left[node + 1] >= 0:
+            if node + 1 < hi and left[node + 1] >= 0:
                 a2 = left[node + 1]
                 _prefetch_pair(gt, yb, yw, a2, s)
                 _prefetch_pair(xt, xb, xw, a2, s)
@@ -582,7 +686,7 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
                 gemm(True, False, 1.0, _cols(xt, xb, xw, xc, a, kab, s), zn, 0.0,
                      _pair(d_transfer_in, transfer_in_off, a, kab, k), ws)
     # leaves: the column-side basis and, when wanted, the transposed product
-    leaves = leaf_nodes(left)
+    leaves = _part_leaves(left, part)
     for q in range(leaves.shape[0]):
         node = leaves[q]
         if q + 1 < leaves.shape[0]:
@@ -610,4 +714,67 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
             gemm(True, False, 1.0, X[:, i0:i1], zl, 0.0, _block(d_basis_in, basis_in_off, node, m, ki), ws)
         elif need_dX and not has_D:
             _zero_cols(dX[:, i0:i1])
+
+
+@njit(cache=True, parallel=True)
+def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
+             basis_out, basis_out_off, transfer_out, transfer_out_off,
+             C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X, xt, yt, G, need_dX,
+             n_threads):
+    """Vector-Jacobian products of :func:`forward` for the cotangent G of Y.
+
+    Parameters
+    ----------
+    tree, k_in, k_out, basis_*, transfer_*, C_*, trans_B, D, trans_D, X
+        As given to :func:`forward`.
+    xt, yt : 1-D arrays
+        The sweep quantities :func:`forward` returned for this X.
+    G : (s, n) C-contiguous array in tree order
+    need_dX : bool
+        Compute dX. Without it (the input is data, not a parameter) the leaf
+        products of the transposed sweep, a third of the work, are skipped.
+    n_threads : int
+        As for :func:`forward`: subtrees go to threads, the result is the same
+        bit for bit whatever their number.
+
+    Returns
+    -------
+    dX : (s, n) array in tree order, the transposed product G op(A); (0, n) without ``need_dX``
+    d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD : 1-D arrays
+        Gradients with the layout (offsets, stored orientation) of the generators.
+    """
+    parent, left, right, start, stop, level_ptr = tree
+    s = X.shape[0]
+    xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
+    yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
+    xl = (xb, xw, xc)
+    yl = (yb, yw, yc)
+    gt = empty(y_size, X.dtype)
+    zt = empty(x_size, X.dtype)
+    dX = empty(X.size if need_dX else 0, X.dtype).reshape((s if need_dX else 0, X.shape[1]))
+    # every block of every output is written below, so none is zeroed first (a pass
+    # over 12 MB at n = 2^16): a product skipped for a rank-0 node has an empty
+    # block as its output (its rows or columns are that rank), and the root's
+    # children, whose transfer blocks no step writes, have k_root = 0 columns there
+    d_basis_in = empty(basis_in.size, X.dtype)
+    d_transfer_in = empty(transfer_in.size, X.dtype)
+    d_basis_out = empty(basis_out.size, X.dtype)
+    d_transfer_out = empty(transfer_out.size, X.dtype)
+    d_C_ab = empty(C_ab.size, X.dtype)
+    d_C_ba = empty(C_ba.size, X.dtype)
+    dD = empty(D.size, X.dtype)
+    parts = tree_parts(left, level_ptr, parts_for(n_threads))
+    n_sub = parts.shape[0] - 1
+    for j in prange(n_sub):
+        _backward_up(tree, k_in, k_out, basis_out, basis_out_off, transfer_out, transfer_out_off,
+                     D, D_off, trans_D, X, yt, G, gt, xl, yl, d_basis_out, d_transfer_out, dD, parts[1 + j])
+    _backward_up(tree, k_in, k_out, basis_out, basis_out_off, transfer_out, transfer_out_off,
+                 D, D_off, trans_D, X, yt, G, gt, xl, yl, d_basis_out, d_transfer_out, dD, parts[0])
+    _backward_down(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
+                   C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X, xt, G, gt, zt, xl, yl,
+                   need_dX, dX, d_basis_in, d_transfer_in, d_C_ab, d_C_ba, parts[0])
+    for j in prange(n_sub):
+        _backward_down(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
+                       C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D, X, xt, G, gt, zt, xl, yl,
+                       need_dX, dX, d_basis_in, d_transfer_in, d_C_ab, d_C_ba, parts[1 + j])
     return dX, d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD

@@ -350,8 +350,8 @@ def _product_jvp(argnums, gs, ans, args, kwargs):
     dtype = gens["D"].dtype
     dgens = _tangent_buffers(tangents[0], layout, dtype)
     dXt = _to_tree_order(tangents[1], layout, dtype) if 1 in tangents else _no_tangent(Xt)
-    dYt = _tangent.tangent(layout.tree.arrays, *_roles(layout, gens, transpose),
-                           *_tangent_roles(dgens, transpose), Xt, xt, yt, dXt)
+    dYt = _sweep(_tangent.tangent, Xt, layout.tree.arrays, *_roles(layout, gens, transpose),
+                 *_tangent_roles(dgens, transpose), Xt, xt, yt, dXt)
     return _to_caller_order(dYt, layout)
 
 
@@ -456,8 +456,8 @@ def hss_apply_jvp(gens, dgens, X, layout, transpose=False, dX=None):
     bufs = {k: _readonly(bufs[k], dtype) for k in KINDS}
     Xt = _to_tree_order(X, layout, dtype)
     dXt = _no_tangent(Xt) if dX is None else _to_tree_order(dX, layout, dtype)
-    Yt, dYt = _tangent.forward_tangent(layout.tree.arrays, *_roles(layout, bufs, transpose),
-                                       *_tangent_roles(dbufs, transpose), Xt, dXt)
+    Yt, dYt = _sweep(_tangent.forward_tangent, Xt, layout.tree.arrays, *_roles(layout, bufs, transpose),
+                     *_tangent_roles(dbufs, transpose), Xt, dXt)
     return _to_caller_order(Yt, layout), _to_caller_order(dYt, layout)
 
 
@@ -512,8 +512,8 @@ class Linearization:
                                  self.dtype)
         if not self.diagonal:
             dbufs["D"] = self.gens["D"]
-        dYt = _tangent.tangent(self.layout.tree.arrays, *_roles(self.layout, self.gens, False),
-                               *_tangent_roles(dbufs, False), self.Xt, self.xt, self.yt, _no_tangent(self.Xt))
+        dYt = _sweep(_tangent.tangent, self.Xt, self.layout.tree.arrays, *_roles(self.layout, self.gens, False),
+                     *_tangent_roles(dbufs, False), self.Xt, self.xt, self.yt, _no_tangent(self.Xt))
         return _to_caller_order(dYt, self.layout)
 
     def vjp(self, G):

@@ -1,11 +1,12 @@
-"""The neural layer's sweeps split over threads (hssalg._kernels.grad).
+"""The neural layer's sweeps split over threads (hssalg._kernels.grad and .tangent).
 
-The forward and reverse sweeps hand the subtrees below a cut level to threads
+The forward, reverse and tangent sweeps hand the subtrees below a cut level to threads
 (:func:`tree_parts`). Every product in them is the same whatever the split, so
 the results must agree bit for bit with the one-part run; the one-part run is
-itself checked against dense references in test_nn_primitives.py. The small
-sizes here would run on one thread through ``hss_apply`` (below 2^15 numbers),
-so the kernels are called directly with the split and the thread count forced.
+itself checked against dense references and finite differences in
+test_nn_primitives.py. The small sizes here would run on one thread through
+``hss_apply`` (below 2^15 numbers), so the kernels are called directly with
+the split and the thread count forced.
 """
 
 import numba
@@ -15,8 +16,9 @@ from hypothesis import given, strategies as st
 
 import hssalg as hs
 from hssalg._kernels import grad as kgrad
+from hssalg._kernels import tangent as ktangent
 from hssalg._kernels.matvec import run_parallel
-from hssalg_nn.primitives import HSSLayout, _roles, _readonly
+from hssalg_nn.primitives import HSSLayout, _readonly, _roles, _tangent_roles
 from strategies import random_split_tree, trees
 
 # at most the threads numba has (set_num_threads refuses more)
@@ -52,26 +54,31 @@ def test_tree_parts_cover_every_node_once(tree, n_parts):
     assert set(_nodes(parts[0])) == set(range(level_ptr[cut]))
 
 
-def _run_both(H, X, G, transpose, diagonal, need_dX, n_threads):
+def _call(kernel, n_threads, *args):
+    # the kernel's split follows its n_threads argument; run_parallel also sets numba's threads
+    if n_threads <= THREADS:
+        return run_parallel(kernel, n_threads, *args)
+    return kernel(*args, n_threads)
+
+
+def _run_all(H, X, G, transpose, diagonal, need_dX, n_threads):
+    """Every output of the forward, reverse and tangent sweeps (the tangent along G as dX
+    and along the generators scaled by -1/2) run with ``n_threads``."""
     layout, gens = HSSLayout.of(H)
     gens = {k: _readonly(v, np.float64) for k, v in gens.items()}
     if not diagonal:
         gens["D"] = _readonly(np.empty(0), np.float64)
     roles = _roles(layout, gens, transpose)
+    droles = _tangent_roles({k: _readonly(-0.5 * v, np.float64) for k, v in gens.items()}, transpose)
     Xt = _readonly(X, np.float64)
+    Gt = _readonly(G, np.float64)
     tree = layout.tree.arrays
-    # the kernel's split follows its n_threads argument; run_parallel also sets numba's threads
-    if n_threads <= THREADS:
-        fwd = run_parallel(kgrad.forward, n_threads, tree, *roles, Xt)
-    else:
-        fwd = kgrad.forward(tree, *roles, Xt, n_threads)
-    Y, xt, yt = fwd
-    args = (tree, *roles, Xt, xt, yt, _readonly(G, np.float64), need_dX)
-    if n_threads <= THREADS:
-        bwd = run_parallel(kgrad.backward, n_threads, *args)
-    else:
-        bwd = kgrad.backward(*args, n_threads)
-    return (Y, xt, yt) + tuple(bwd)
+    Y, xt, yt = _call(kgrad.forward, n_threads, tree, *roles, Xt)
+    bwd = _call(kgrad.backward, n_threads, tree, *roles, Xt, xt, yt, Gt, need_dX)
+    dX = Gt if need_dX else _readonly(np.empty((0, X.shape[1])), np.float64)
+    tan = _call(ktangent.tangent, n_threads, tree, *roles, *droles, Xt, xt, yt, dX)
+    ftan = _call(ktangent.forward_tangent, n_threads, tree, *roles, *droles, Xt, dX)
+    return (Y, xt, yt) + tuple(bwd) + (tan,) + tuple(ftan)
 
 
 def _assert_same_bits(a, b):
@@ -95,8 +102,8 @@ def cases(draw):
 @given(cases(), st.booleans(), st.booleans(), st.booleans(), st.integers(2, 5))
 def test_sweeps_are_the_same_bits_on_any_number_of_threads(case, transpose, diagonal, need_dX, n_threads):
     H, X, G = case
-    one = _run_both(H, X, G, transpose, diagonal, need_dX, 1)
-    _assert_same_bits(one, _run_both(H, X, G, transpose, diagonal, need_dX, n_threads))
+    one = _run_all(H, X, G, transpose, diagonal, need_dX, 1)
+    _assert_same_bits(one, _run_all(H, X, G, transpose, diagonal, need_dX, n_threads))
 
 
 @pytest.mark.parametrize("tree", [hs.ClusterTree.balanced(4096, 32), random_split_tree(3000, 24, seed=5)],
@@ -106,6 +113,6 @@ def test_sweeps_on_threads_at_a_size_with_many_subtrees(tree):
     H = hs.gallery.random_hss(tree, 6, seed=1)
     rng = np.random.default_rng(2)
     X, G = rng.standard_normal((8, tree.n)), rng.standard_normal((8, tree.n))
-    one = _run_both(H, X, G, False, True, True, 1)
+    one = _run_all(H, X, G, False, True, True, 1)
     for _ in range(3):   # repeated: a race between threads would show as a difference now and then
-        _assert_same_bits(one, _run_both(H, X, G, False, True, True, THREADS))
+        _assert_same_bits(one, _run_all(H, X, G, False, True, True, THREADS))

@@ -39,66 +39,54 @@ allocates its outputs and never writes into an input.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 # outputs from alloc: huge-page backed, as in grad.py.
 # numba's cache does not see changes in the modules imported here (alloc, blas, grad,
 # matvec); edit this file to recompile after one
 from .alloc import empty
 from .blas import gemm
-from .grad import _block, _cols, _gemm_nt, _gemm_op, _max_leaf, _pair, _zero_cols, coupling_blocks, pair_layout
+from .grad import (_block, _cols, _gemm_nt, _gemm_op, _max_leaf, _pair, _part_leaves, _zero_cols, coupling_blocks,
+                   pair_layout, parts_for, tree_parts)
 from .matvec import workspace_like
 
 
 @njit(cache=True)
-def _sweep(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
-           basis_out, basis_out_off, transfer_out, transfer_out_off,
-           C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D,
-           d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD,
-           X, dX, xt, yt, fresh, xt_out, yt_out, Y, dY):
-    """The tangent sweep, writing dY (and, when ``fresh``, x̂, ŷ and Y) in place.
+def _sweep_up(tree, k_in, basis_in, basis_in_off, transfer_in, transfer_in_off,
+              d_basis_in, d_transfer_in, X, dX, xt, fresh, xt_out, dxt, xl, part):
+    """Leaves and upsweep of the tangent sweep over one part of the tree (:func:`.grad.tree_parts`).
 
-    The forward quantities are read from ``xt``, ``yt``; with ``fresh`` they are
-    computed on the way into ``xt_out``, ``yt_out`` (then the same buffers as
-    ``xt``, ``yt``) and Y into ``Y``. Reads and writes go through separate names
+    Writes dx̂ into ``dxt`` and, when ``fresh``, x̂ into ``xt_out``; the forward
+    quantities are read from ``xt``. Reads and writes go through separate names
     because ``fresh`` is a run-time flag: numba types both branches, and without
-    ``fresh`` the given xt, yt may be read-only arrays, which it would refuse to
-    compile writes into. ``xt_out``, ``yt_out``, ``Y`` and ``dY`` are buffers
-    the calling kernel allocated (empty ones, never indexed, without ``fresh``).
+    ``fresh`` the given xt may be a read-only array, which it would refuse to
+    compile writes into. ``xt_out`` is a buffer the calling kernel allocated (an
+    empty one, never indexed, without ``fresh``).
     """
     parent, left, right, start, stop, level_ptr = tree
+    xb, xw, xc = xl
     s = X.shape[0]
     has_dX = dX.shape[0] > 0
-    has_dD = dD.shape[0] > 0
-    has_D = D.shape[0] > 0      # an empty D: the matrix without its diagonal blocks
-    xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
-    yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
-    # every block of dxt, dyt is written (beta = 0) before it is read, as in grad.forward
-    dxt = empty(x_size, X.dtype)
-    dyt = empty(y_size, X.dtype)
     ws = workspace_like(X)
-    m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
-    scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
-    n_nodes = left.shape[0]
-    n_levels = level_ptr.shape[0] - 1
+    leaves = _part_leaves(left, part)
     # leaves: x̂ and its tangent, X_i read once for both
-    for node in range(n_nodes):
-        if left[node] < 0:
-            i0 = start[node]
-            i1 = stop[node]
-            m = i1 - i0
-            ki = k_in[node]
-            Xl = X[:, i0:i1]
-            Bin = _block(basis_in, basis_in_off, node, m, ki)
-            dxl = _cols(dxt, xb, xw, xc, node, ki, s)
-            if fresh:
-                gemm(False, False, 1.0, Xl, Bin, 0.0, _cols(xt_out, xb, xw, xc, node, ki, s), ws)
-            gemm(False, False, 1.0, Xl, _block(d_basis_in, basis_in_off, node, m, ki), 0.0, dxl, ws)
-            if has_dX:
-                gemm(False, False, 1.0, dX[:, i0:i1], Bin, 1.0, dxl, ws)
+    for q in range(leaves.shape[0]):
+        node = leaves[q]
+        i0 = start[node]
+        i1 = stop[node]
+        m = i1 - i0
+        ki = k_in[node]
+        Xl = X[:, i0:i1]
+        Bin = _block(basis_in, basis_in_off, node, m, ki)
+        dxl = _cols(dxt, xb, xw, xc, node, ki, s)
+        if fresh:
+            gemm(False, False, 1.0, Xl, Bin, 0.0, _cols(xt_out, xb, xw, xc, node, ki, s), ws)
+        gemm(False, False, 1.0, Xl, _block(d_basis_in, basis_in_off, node, m, ki), 0.0, dxl, ws)
+        if has_dX:
+            gemm(False, False, 1.0, dX[:, i0:i1], Bin, 1.0, dxl, ws)
     # upsweep: dx̂_i = [dx̂_a | dx̂_b] [T_a; T_b] + [x̂_a | x̂_b] [dT_a; dT_b]
-    for lvl in range(n_levels - 1, 0, -1):
-        for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
+    for lvl in range(part.shape[0] - 1, 0, -1):
+        for node in range(part[lvl, 0], part[lvl, 1]):
             a = left[node]
             if a < 0:
                 continue
@@ -111,9 +99,31 @@ def _sweep(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_o
                 gemm(False, False, 1.0, xab, T, 0.0, _cols(xt_out, xb, xw, xc, node, k, s), ws)
             gemm(False, False, 1.0, _cols(dxt, xb, xw, xc, a, kab, s), T, 0.0, dxn, ws)
             gemm(False, False, 1.0, xab, _pair(d_transfer_in, transfer_in_off, a, kab, k), 1.0, dxn, ws)
+
+
+@njit(cache=True)
+def _sweep_down(tree, k_in, k_out, basis_out, basis_out_off, transfer_out, transfer_out_off,
+                C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D,
+                d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD,
+                X, dX, xt, yt, fresh, yt_out, Y, dY, dxt, dyt, xl, yl, part):
+    """Couplings, downsweep and leaf products of the tangent sweep over one part of the tree.
+
+    Writes dŷ into ``dyt`` and dY into ``dY``, and with ``fresh`` ŷ into ``yt_out``
+    and Y into ``Y`` (as in :func:`_sweep_up`; Y is (0, n) without ``fresh``).
+    """
+    parent, left, right, start, stop, level_ptr = tree
+    xb, xw, xc = xl
+    yb, yw, yc = yl
+    s = X.shape[0]
+    has_dX = dX.shape[0] > 0
+    has_dD = dD.shape[0] > 0
+    has_D = D.shape[0] > 0      # an empty D: the matrix without its diagonal blocks
+    ws = workspace_like(X)
+    m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
+    scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
     # couplings and downsweep, root first
-    for lvl in range(n_levels):
-        for node in range(level_ptr[lvl], level_ptr[lvl + 1]):
+    for lvl in range(part.shape[0]):
+        for node in range(part[lvl, 0], part[lvl, 1]):
             a = left[node]
             if a < 0:
                 continue
@@ -146,40 +156,82 @@ def _sweep(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_o
                 gemm(False, True, 1.0, _cols(dyt, yb, yw, yc, node, k, s), T, 1.0, dyab, ws)
                 gemm(False, True, 1.0, yn, _pair(d_transfer_out, transfer_out_off, a, kab, k), 1.0, dyab, ws)
     # leaves: the output and its tangent, X_i read once for both
-    for node in range(n_nodes):
-        if left[node] < 0:
-            i0 = start[node]
-            i1 = stop[node]
-            m = i1 - i0
-            k = k_out[node]
-            Xl = X[:, i0:i1]
-            dYl = dY[:, i0:i1]
-            Yl = Y[:, i0:i1]   # (0, m) without ``fresh``
-            # beta of the next product into dYl: 0 until one has written it
-            beta = 0.0
-            if has_dD:
-                _gemm_op(not trans_D, 1.0, Xl, _block(dD, D_off, node, m, m), 0.0, dYl, ws, scratch)
+    leaves = _part_leaves(left, part)
+    for q in range(leaves.shape[0]):
+        node = leaves[q]
+        i0 = start[node]
+        i1 = stop[node]
+        m = i1 - i0
+        k = k_out[node]
+        Xl = X[:, i0:i1]
+        dYl = dY[:, i0:i1]
+        Yl = Y[:, i0:i1]   # (0, m) without ``fresh``
+        # beta of the next product into dYl: 0 until one has written it
+        beta = 0.0
+        if has_dD:
+            _gemm_op(not trans_D, 1.0, Xl, _block(dD, D_off, node, m, m), 0.0, dYl, ws, scratch)
+            beta = 1.0
+        if has_D:
+            Dl = _block(D, D_off, node, m, m)
+            if has_dX:
+                _gemm_op(not trans_D, 1.0, dX[:, i0:i1], Dl, beta, dYl, ws, scratch)
                 beta = 1.0
-            if has_D:
-                Dl = _block(D, D_off, node, m, m)
-                if has_dX:
-                    _gemm_op(not trans_D, 1.0, dX[:, i0:i1], Dl, beta, dYl, ws, scratch)
-                    beta = 1.0
-                if fresh:
-                    _gemm_op(not trans_D, 1.0, Xl, Dl, 0.0, Yl, ws, scratch)
-            if k > 0:
-                Bout = _block(basis_out, basis_out_off, node, m, k)
-                yl = _cols(yt, yb, yw, yc, node, k, s)
-                _gemm_nt(1.0, _cols(dyt, yb, yw, yc, node, k, s), Bout, beta, dYl, ws, scratch)
-                _gemm_nt(1.0, yl, _block(d_basis_out, basis_out_off, node, m, k), 1.0, dYl, ws, scratch)
-                if fresh:
-                    _gemm_nt(1.0, yl, Bout, 1.0 if has_D else 0.0, Yl, ws, scratch)
-            else:
-                # a rank-0 leaf: what no product wrote is zero
-                if beta == 0.0:
-                    _zero_cols(dYl)
-                if fresh and not has_D:
-                    _zero_cols(Yl)
+            if fresh:
+                _gemm_op(not trans_D, 1.0, Xl, Dl, 0.0, Yl, ws, scratch)
+        if k > 0:
+            Bout = _block(basis_out, basis_out_off, node, m, k)
+            yl = _cols(yt, yb, yw, yc, node, k, s)
+            _gemm_nt(1.0, _cols(dyt, yb, yw, yc, node, k, s), Bout, beta, dYl, ws, scratch)
+            _gemm_nt(1.0, yl, _block(d_basis_out, basis_out_off, node, m, k), 1.0, dYl, ws, scratch)
+            if fresh:
+                _gemm_nt(1.0, yl, Bout, 1.0 if has_D else 0.0, Yl, ws, scratch)
+        else:
+            # a rank-0 leaf: what no product wrote is zero
+            if beta == 0.0:
+                _zero_cols(dYl)
+            if fresh and not has_D:
+                _zero_cols(Yl)
+
+
+@njit(cache=True, parallel=True)
+def _sweep(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
+           basis_out, basis_out_off, transfer_out, transfer_out_off,
+           C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D,
+           d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD,
+           X, dX, xt, yt, fresh, xt_out, yt_out, Y, dY, n_threads):
+    """The tangent sweep, writing dY (and, when ``fresh``, x̂, ŷ and Y) into the buffers given.
+
+    The subtrees of :func:`.grad.tree_parts` run on threads, the top part on
+    one, as in :func:`.grad.forward`; the result is the same bit for bit
+    whatever the number of threads. ``xt_out``, ``yt_out``, ``Y`` and ``dY`` are
+    buffers the calling kernel allocated (empty ones, never indexed, without
+    ``fresh``); see :func:`_sweep_up` for why reads and writes have separate names.
+    """
+    parent, left, right, start, stop, level_ptr = tree
+    s = X.shape[0]
+    xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
+    yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
+    xl = (xb, xw, xc)
+    yl = (yb, yw, yc)
+    # every block of dxt, dyt is written (beta = 0) before it is read, as in grad.forward
+    dxt = empty(x_size, X.dtype)
+    dyt = empty(y_size, X.dtype)
+    parts = tree_parts(left, level_ptr, parts_for(n_threads))
+    n_sub = parts.shape[0] - 1
+    for j in prange(n_sub):
+        _sweep_up(tree, k_in, basis_in, basis_in_off, transfer_in, transfer_in_off,
+                  d_basis_in, d_transfer_in, X, dX, xt, fresh, xt_out, dxt, xl, parts[1 + j])
+    _sweep_up(tree, k_in, basis_in, basis_in_off, transfer_in, transfer_in_off,
+              d_basis_in, d_transfer_in, X, dX, xt, fresh, xt_out, dxt, xl, parts[0])
+    _sweep_down(tree, k_in, k_out, basis_out, basis_out_off, transfer_out, transfer_out_off,
+                C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D,
+                d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD,
+                X, dX, xt, yt, fresh, yt_out, Y, dY, dxt, dyt, xl, yl, parts[0])
+    for j in prange(n_sub):
+        _sweep_down(tree, k_in, k_out, basis_out, basis_out_off, transfer_out, transfer_out_off,
+                    C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D,
+                    d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD,
+                    X, dX, xt, yt, fresh, yt_out, Y, dY, dxt, dyt, xl, yl, parts[1 + j])
 
 
 @njit(cache=True)
@@ -187,7 +239,7 @@ def forward_tangent(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, tran
                     basis_out, basis_out_off, transfer_out, transfer_out_off,
                     C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D,
                     d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD,
-                    X, dX):
+                    X, dX, n_threads):
     """Y = X op(A)ᵀ and its directional derivative dY = X op(dA)ᵀ + dX op(A)ᵀ, one sweep.
 
     Parameters
@@ -202,6 +254,8 @@ def forward_tangent(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, tran
     X : (s, n) C-contiguous array in tree order
     dX : (s, n) or (0, n) C-contiguous array in tree order
         Tangent of X; an empty (0, n) array means none (dX = 0, its products skipped).
+    n_threads : int
+        As for :func:`.grad.forward`. Call through :func:`.matvec.run_parallel`.
 
     Returns
     -------
@@ -225,7 +279,7 @@ def forward_tangent(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, tran
            basis_out, basis_out_off, transfer_out, transfer_out_off,
            C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D,
            d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD,
-           X, dX, xt, yt, True, xt, yt, Y, dY)
+           X, dX, xt, yt, True, xt, yt, Y, dY, n_threads)
     return Y, dY
 
 
@@ -234,7 +288,7 @@ def tangent(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
             basis_out, basis_out_off, transfer_out, transfer_out_off,
             C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D,
             d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD,
-            X, xt, yt, dX):
+            X, xt, yt, dX, n_threads):
     """dY = X op(dA)ᵀ + dX op(A)ᵀ from the sweep quantities of a forward product.
 
     Parameters
@@ -245,18 +299,20 @@ def tangent(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
         What :func:`.grad.forward` returned for these generators and this X (read only).
     dX : (s, n) or (0, n) C-contiguous array in tree order
         As for :func:`forward_tangent`.
+    n_threads : int
+        As for :func:`forward_tangent`.
 
     Returns
     -------
     dY : (s, n) array in tree order
     """
     dY = empty(X.size, X.dtype).reshape(X.shape)
-    # no Y, x̂, ŷ to compute: empty writable placeholders (see _sweep)
+    # no Y, x̂, ŷ to compute: empty writable placeholders (see _sweep_up)
     none = empty(0, X.dtype)
     Y = none.reshape((0, X.shape[1]))
     _sweep(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_off,
            basis_out, basis_out_off, transfer_out, transfer_out_off,
            C_ab, C_ab_off, C_ba, C_ba_off, trans_B, D, D_off, trans_D,
            d_basis_in, d_transfer_in, d_basis_out, d_transfer_out, d_C_ab, d_C_ba, dD,
-           X, dX, xt, yt, False, none, none, Y, dY)
+           X, dX, xt, yt, False, none, none, Y, dY, n_threads)
     return dY

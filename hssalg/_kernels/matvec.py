@@ -14,6 +14,7 @@ memory O(sum of ranks * s) for the compressed vectors, allocated once.
 import numpy as np
 from numba import get_num_threads, njit, prange, set_num_threads, set_parallel_chunksize
 
+from .._blas_threads import one_blas_thread
 from .blas import gemm
 
 
@@ -200,12 +201,16 @@ def run_parallel(kernel, n_threads, *args):
     from caching it. With ``n_threads == 1`` the parallel loops run on the
     calling thread alone, which is what small products want: waking a thread
     pool costs more than they do, and far more on a loaded machine.
+
+    BLAS runs on one thread meanwhile (:mod:`hssalg._blas_threads`): the kernels'
+    own products must not start a second pool of threads beside numba's.
     """
     old_threads = get_num_threads()
     old_chunk = set_parallel_chunksize(1)
     set_num_threads(n_threads)
     try:
-        return kernel(*args, n_threads)
+        with one_blas_thread():
+            return kernel(*args, n_threads)
     finally:
         set_num_threads(old_threads)
         set_parallel_chunksize(old_chunk)

@@ -14,6 +14,11 @@ n <= 2^13, with the dense/HSS ratios. Targets (issue 5): forward+backward <= 4x
 forward; >= 50x faster than dense at n = 2^13; <= 15 ms forward and <= 45 ms
 forward+backward at n = 2^16.
 
+``--threads 2`` runs the layer's sweeps on two numba threads (subtrees in
+parallel) and the dense layer on two BLAS threads, and pauses 0.5 s after each
+dense measurement, so that OpenBLAS's spinning threads are not timed as part of
+the next HSS product (see the comment there).
+
 ``--malloc keep`` (the default) first calls ``hssalg_nn.keep_freed_memory()``,
 as ``hssalg_nn.fit`` does: glibc then keeps large freed blocks for the next call
 instead of unmapping them, so a repeated product does not fault in fresh pages.
@@ -26,6 +31,7 @@ shared with other jobs this leaves out the time the process waits for a core
 """
 
 import argparse
+import time
 
 import _common
 
@@ -88,6 +94,12 @@ def main():
             d_f = median_time(lambda: anp.dot(X, Wd.T), args.repeat)
             d_fb = median_time(lambda: dense_grad(Wd), args.repeat)
             del Wd
+            if args.threads > 1:
+                # OpenBLAS's threads spin for about 0.1 s after a call before they sleep; on a
+                # machine with as many cores as threads they would take a core from the next
+                # size's HSS products (measured: a forward at n = 2^14 on 2 threads took
+                # 7 ms right after a 2-thread dense product, 3 ms from 0.1 s on)
+                time.sleep(0.5)
         rows.append([n, f"{t_f * 1e3:.2f}", f"{t_fb * 1e3:.2f}", f"{t_fb / t_f:.2f}", f"{t_fbx * 1e3:.2f}",
                      f"{t_mv * 1e3:.2f}",
                      f"{d_f * 1e3:.1f}" if d_f else "", f"{d_fb * 1e3:.1f}" if d_fb else "",

@@ -2,11 +2,11 @@
 
 The kernels call BLAS (scipy's, through ``scipy.linalg.cython_blas``) for every
 node's product, often from several numba threads at once. A multithreaded BLAS
-splits any product above a size threshold over its own threads (OpenBLAS: from
-about 2^18 multiply-adds, i.e. a 64 x 64 leaf block times 64 vectors), so a
-sweep over a batch of a few hundred vectors made thousands of such calls, each
-waking and synchronising a second pool of threads on cores the numba threads
-were using. Measured (2 cores, n = 4096, a NeuralHSS training step on a batch of
+splits any product above a size threshold over its own threads (scipy's
+OpenBLAS 0.3.30 here: about 10^6 multiply-adds, a 64 x 64 leaf block times 255
+vectors but not 224), so a sweep over a batch of a few hundred vectors (batch
+times channels, in a NeuralHSS) made thousands of such calls, each waking and
+synchronising a second pool of threads on cores the numba threads were using. Measured (2 cores, n = 4096, a NeuralHSS training step on a batch of
 16 x 16 channels): 548 ms with scipy's OpenBLAS on two threads, 218 ms on one.
 While a kernel runs, every BLAS library of the process is therefore held at one
 thread, and given back its own setting when the last kernel call returns.

@@ -56,6 +56,14 @@ k = 16, m = 64, one thread):
   buffers level by level, and a leaf's slice of the batch is s rows n doubles apart,
   a pattern the hardware prefetcher does not follow. Each step therefore prefetches the
   operands of the next one (:func:`_prefetch_span`) while its own products run.
+
+Threads: :func:`tree_parts` cuts the tree at the first level with a few nodes per
+thread. Each sweep runs the subtrees below the cut in a parallel loop (numba
+threads take them as they come free), the few nodes above it on one thread, and
+then the subtrees again for the way down: two parallel regions per sweep, no
+barrier per level. Every product is the one the serial sweep makes, so results
+do not depend on the number of threads. Measured at n = 2^16 (kernels alone,
+2 threads against 1): forward 15.0 against 27.7 ms, reverse 18.3 against 34.2 ms.
 """
 
 import llvmlite.binding as ll

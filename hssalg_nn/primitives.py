@@ -373,6 +373,10 @@ def hss_apply(gens, X, layout, transpose=False):
     the sweep quantities of the forward product and of the transposed product of
     the cotangent (see :mod:`hssalg._kernels.grad`), all from one numba sweep.
 
+    Threads: from 2^15 numbers in X on, every sweep runs on numba's threads
+    (``numba.set_num_threads``), subtrees in parallel, with BLAS held at one
+    thread meanwhile; the result is the same bit for bit on any number of threads.
+
     Parameters
     ----------
     gens : dict

@@ -395,6 +395,23 @@ def parts_for(n_threads):
     return 1 if n_threads <= 1 else 4 * n_threads
 
 
+@njit(cache=True)
+def _pair_layouts(parent, left, k_in, k_out, s):
+    """The pair layouts of :func:`pair_layout` for the column side and the row side:
+    ``(xb, xw, xc), (yb, yw, yc), x_size, y_size``."""
+    xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
+    yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
+    return (xb, xw, xc), (yb, yw, yc), x_size, y_size
+
+
+@njit(cache=True)
+def _leaf_scratch(X, start, stop, left, k_in, k_out):
+    """BLAS workspace and room for a transposed leaf block and a transposed sweep block."""
+    m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
+    return (workspace_like(X), np.empty(m_max * max(m_max, k_max), X.dtype),
+            np.empty(_sweep_scratch_size(left, k_in, k_out), X.dtype))
+
+
 # -- forward ----------------------------------------------------------------------------
 
 @njit(cache=True)
@@ -443,10 +460,7 @@ def _forward_down(tree, k_in, k_out, basis_out, basis_out_off, transfer_out, tra
     xb, xw, xc = xl
     yb, yw, yc = yl
     s = X.shape[0]
-    ws = workspace_like(X)
-    m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
-    scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
-    sweep_scratch = np.empty(_sweep_scratch_size(left, k_in, k_out), X.dtype)
+    ws, scratch, sweep_scratch = _leaf_scratch(X, start, stop, left, k_in, k_out)
     has_D = D.shape[0] > 0     # an empty D: the matrix without its diagonal blocks
     # coupling and downsweep, root first. The transposed operands are copied transposed
     # (_gemm_op): OpenBLAS takes its small-matrix kernels only for the plain form at these
@@ -543,10 +557,7 @@ def forward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_
     """
     parent, left, right, start, stop, level_ptr = tree
     s = X.shape[0]
-    xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
-    yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
-    xl = (xb, xw, xc)
-    yl = (yb, yw, yc)
+    xl, yl, x_size, y_size = _pair_layouts(parent, left, k_in, k_out, s)
     xt = empty(x_size, X.dtype)
     yt = empty(y_size, X.dtype)
     Y = empty(X.size, X.dtype).reshape(X.shape)
@@ -647,10 +658,7 @@ def _backward_down(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, trans
     xb, xw, xc = xl
     yb, yw, yc = yl
     s = X.shape[0]
-    ws = workspace_like(X)
-    m_max, k_max = _max_leaf(start, stop, left, k_in, k_out)
-    scratch = np.empty(m_max * max(m_max, k_max), X.dtype)
-    sweep_scratch = np.empty(_sweep_scratch_size(left, k_in, k_out), X.dtype)
+    ws, scratch, sweep_scratch = _leaf_scratch(X, start, stop, left, k_in, k_out)
     has_D = D.shape[0] > 0
     # couplings and downsweep of the cotangent through the column side
     for lvl in range(part.shape[0]):
@@ -753,10 +761,7 @@ def backward(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in
     """
     parent, left, right, start, stop, level_ptr = tree
     s = X.shape[0]
-    xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
-    yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
-    xl = (xb, xw, xc)
-    yl = (yb, yw, yc)
+    xl, yl, x_size, y_size = _pair_layouts(parent, left, k_in, k_out, s)
     gt = empty(y_size, X.dtype)
     zt = empty(x_size, X.dtype)
     dX = empty(X.size if need_dX else 0, X.dtype).reshape((s if need_dX else 0, X.shape[1]))

@@ -46,8 +46,8 @@ from numba import njit, prange
 # matvec); edit this file to recompile after one
 from .alloc import empty
 from .blas import gemm
-from .grad import (_block, _cols, _gemm_nt, _gemm_op, _max_leaf, _pair, _part_leaves, _zero_cols, coupling_blocks,
-                   pair_layout, parts_for, tree_parts)
+from .grad import (_block, _cols, _gemm_nt, _gemm_op, _max_leaf, _pair, _pair_layouts, _part_leaves, _zero_cols,
+                   coupling_blocks, pair_layout, parts_for, tree_parts)
 from .matvec import workspace_like
 
 
@@ -209,10 +209,7 @@ def _sweep(tree, k_in, k_out, basis_in, basis_in_off, transfer_in, transfer_in_o
     """
     parent, left, right, start, stop, level_ptr = tree
     s = X.shape[0]
-    xb, xw, xc, x_size = pair_layout(parent, left, k_in, s)
-    yb, yw, yc, y_size = pair_layout(parent, left, k_out, s)
-    xl = (xb, xw, xc)
-    yl = (yb, yw, yc)
+    xl, yl, x_size, y_size = _pair_layouts(parent, left, k_in, k_out, s)
     # every block of dxt, dyt is written (beta = 0) before it is read, as in grad.forward
     dxt = empty(x_size, X.dtype)
     dyt = empty(y_size, X.dtype)

@@ -28,8 +28,8 @@ import numba
 import numpy as np
 from autograd import value_and_grad
 from autograd.extend import defvjp, primitive
-from threadpoolctl import threadpool_limits
 
+from hssalg._blas_threads import one_blas_thread
 from hssalg._npz import read_arrays
 from hssalg._progress import Progress
 
@@ -362,7 +362,8 @@ def _blas_threads_for(model):
     """The BLAS thread limit for training ``model`` (see the Notes of :func:`fit`)."""
     from .layers import HSSLinear, NeuralHSS
     if isinstance(model, (HSSLinear, NeuralHSS)) and numba.get_num_threads() > 1:
-        return threadpool_limits(1, user_api="blas")
+        # the kernels' own guard: nested inside it, their calls leave the setting alone
+        return one_blas_thread()
     return contextlib.nullcontext()
 
 

@@ -1,18 +1,38 @@
 """HSSLinear forward and forward+backward against a dense linear layer, both under autograd.
 
-Run:  python benchmarks/bench_nn.py [--threads 1] [--max-log2n 18] [--repeat 7] [--clock wall|cpu] [--malloc keep|default]
+Run:  python benchmarks/bench_nn.py [--threads 1] [--max-log2n 18] [--repeat 7] [--rounds 3]
+                                    [--backward vjp|loss] [--dtype float64|float32]
+                                    [--clock wall|cpu] [--malloc keep|default]
 
 For n = 2^12 ... 2^min(max, 18), batch 32, rank 16, leaf 64 (random init):
 the median time of the layer's forward product ``layer.apply(params, X)`` and of
-forward+backward (``autograd.grad`` of <G, layer.apply(params, X)> with respect to
-all generator buffers), their ratio, forward+backward when the gradient with
-respect to the input X is wanted too (a hidden layer of a model: one more
-transposed product), the hssalg matvec ``H @ X.T`` of the exported
-matrix as a reference, and the same two timings for a dense linear layer
-(``autograd.numpy`` matmul, gradient with respect to the n x n weight) where
-n <= 2^13, with the dense/HSS ratios. Targets (issue 5): forward+backward <= 4x
-forward; >= 50x faster than dense at n = 2^13; <= 15 ms forward and <= 45 ms
-forward+backward at n = 2^16.
+forward+backward, their ratio, forward+backward when the gradient with respect to
+the input X is wanted too (a hidden layer of a model: one more transposed
+product), the hssalg matvec ``H @ X.T`` of the exported matrix as a reference,
+and the same two timings for a dense linear layer (``autograd.numpy`` matmul,
+gradient with respect to the n x n weight) where n <= 2^13, with the dense/HSS
+ratios. Targets (issue 5): forward+backward <= 4x forward; >= 50x faster than
+dense at n = 2^13; <= 15 ms forward and <= 45 ms forward+backward at n = 2^16.
+
+Forward+backward (``--backward vjp``, the default) is what backpropagation does
+in one layer: the forward product, then the vector-Jacobian product of a given
+cotangent G of the output (``autograd.make_vjp``), giving the gradients with
+respect to all generator buffers (and to X in the "incl. dX" column).
+``--backward loss`` times ``autograd.grad`` of the scalar <G, layer(X)> instead,
+as tables before 2026-11-27 (eighth session) did: the same products plus the
+elementwise product, the sum and their VJPs, which a network pays once per step
+and not once per layer (about 0.8 ms on a 32 x 8192 batch here, for the HSS
+and the dense layer alike).
+
+Where the dense layer is measured (n <= 2^13), the four timings of a size are
+taken ``--rounds`` times in turn (HSS, then dense), and each dense/HSS ratio is
+the median of the rounds' ratios: on a shared machine a burst of load then
+falls on both sides of a ratio rather than on one. The times reported are the
+medians over the rounds; the rounds' ratios are printed under the table.
+
+``--dtype float32`` runs the layer (``HSSLinear(..., dtype=float32)``), the batch,
+the cotangent and the dense layer in single precision; the targets are for the
+default, double precision.
 
 ``--threads 2`` runs the layer's sweeps on two numba threads (subtrees in
 parallel) and the dense layer on two BLAS threads, and pauses 0.5 s after each
@@ -39,12 +59,16 @@ args = _common.setup(__doc__.splitlines()[0])
 _extra = argparse.ArgumentParser()
 _extra.add_argument("--clock", choices=["wall", "cpu"], default="wall")
 _extra.add_argument("--malloc", choices=["keep", "default"], default="keep")
+_extra.add_argument("--backward", choices=["vjp", "loss"], default="vjp")
+_extra.add_argument("--rounds", type=int, default=3)
+_extra.add_argument("--dtype", choices=["float64", "float32"], default="float64")
 _known = _extra.parse_known_args()[0]
-CLOCK, MALLOC = _known.clock, _known.malloc
+CLOCK, MALLOC, BACKWARD, ROUNDS = _known.clock, _known.malloc, _known.backward, max(1, _known.rounds)
+DTYPE = _known.dtype
 
 import numpy as np                 # noqa: E402  (thread counts are pinned first)
 import autograd.numpy as anp       # noqa: E402
-from autograd import grad          # noqa: E402
+from autograd import grad, make_vjp  # noqa: E402
 
 import hssalg as hs                # noqa: E402
 from hssalg_nn import keep_freed_memory  # noqa: E402
@@ -63,51 +87,80 @@ def median_time(fn, repeat):
     return _common.cpu_median_time(fn, repeat=repeat)
 
 
+def forward_backward(f, G):
+    """A function of x timing one forward+backward of ``f`` at x (see ``--backward``)."""
+    if BACKWARD == "loss":
+        return grad(lambda x: anp.sum(f(x) * G))
+
+    def run(x):
+        vjp, _ = make_vjp(f)(x)
+        return vjp(G)
+    return run
+
+
+def pause_after_dense():
+    if args.threads > 1:
+        # OpenBLAS's threads spin for about 0.1 s after a call before they sleep; on a
+        # machine with as many cores as threads they would take a core from the next
+        # HSS product (measured: a forward at n = 2^14 on 2 threads took 7 ms right
+        # after a 2-thread dense product, 3 ms from 0.1 s on)
+        time.sleep(0.5)
+
+
 def main():
     kept = MALLOC == "keep" and keep_freed_memory()
     print(f"# bench_nn\n\n{_common.machine_line(args.threads)}\n")
     print(f"HSSLinear, batch {BATCH}, rank {RANK}, leaf {LEAF}; medians of {args.repeat} runs after a warm-up "
-          f"({CLOCK} clock); malloc keeps freed blocks: {'yes' if kept else 'no'} (--malloc {MALLOC})\n")
+          f"({CLOCK} clock); forward+backward: --backward {BACKWARD}; with the dense layer: {ROUNDS} "
+          f"round(s); {DTYPE}; malloc keeps freed blocks: {'yes' if kept else 'no'} (--malloc {MALLOC})\n")
     rng = np.random.default_rng(0)
     rows = []
+    round_ratios = []
     compile_s = None
     for log2n in range(12, min(args.max_log2n, 18) + 1):
         n = 2**log2n
-        layer = HSSLinear(hs.ClusterTree.balanced(n, LEAF), RANK)
+        layer = HSSLinear(hs.ClusterTree.balanced(n, LEAF), RANK, dtype=DTYPE)
         params = layer.init(seed=0)
-        X = rng.standard_normal((BATCH, n))
-        G = rng.standard_normal((BATCH, n))
-        loss_grad = grad(lambda p: anp.sum(layer.apply(p, X) * G))
-        loss_grad_x = grad(lambda px: anp.sum(layer.apply(px[0], px[1]) * G))
+        X = rng.standard_normal((BATCH, n)).astype(DTYPE)
+        G = rng.standard_normal((BATCH, n)).astype(DTYPE)
+        hss_fb = forward_backward(lambda p: layer.apply(p, X), G)
+        hss_fbx = forward_backward(lambda px: layer.apply(px[0], px[1]), G)
         if compile_s is None:
-            compile_s = _common.first_call_time(lambda: loss_grad(params))
-        t_f = median_time(lambda: layer.apply(params, X), args.repeat)
-        t_fb = median_time(lambda: loss_grad(params), args.repeat)
-        t_fbx = median_time(lambda: loss_grad_x((params, X)), args.repeat)
+            compile_s = _common.first_call_time(lambda: hss_fb(params))
+        with_dense = log2n <= DENSE_MAX_LOG2N
+        if with_dense:
+            Wd = (rng.standard_normal((n, n)) / np.sqrt(n)).astype(DTYPE)
+            dense_fb = forward_backward(lambda W: anp.dot(X, W.T), G)
+        runs = []
+        for _ in range(ROUNDS if with_dense else 1):
+            t = [median_time(lambda: layer.apply(params, X), args.repeat),
+                 median_time(lambda: hss_fb(params), args.repeat)]
+            if with_dense:
+                t.append(median_time(lambda: anp.dot(X, Wd.T), args.repeat))
+                t.append(median_time(lambda: dense_fb(Wd), args.repeat))
+                pause_after_dense()
+            runs.append(t)
+        runs = np.array(runs)
+        t_f, t_fb = np.median(runs[:, 0]), np.median(runs[:, 1])
+        t_fbx = median_time(lambda: hss_fbx((params, X)), args.repeat)
         H = layer.to_hss(params)
         XT = np.ascontiguousarray(X.T)
         t_mv = median_time(lambda: H @ XT, args.repeat)
-        d_f = d_fb = None
-        if log2n <= DENSE_MAX_LOG2N:
-            Wd = rng.standard_normal((n, n)) / np.sqrt(n)
-            dense_grad = grad(lambda W: anp.sum(anp.dot(X, W.T) * G))
-            d_f = median_time(lambda: anp.dot(X, Wd.T), args.repeat)
-            d_fb = median_time(lambda: dense_grad(Wd), args.repeat)
+        cells = ["", "", "", ""]
+        if with_dense:
             del Wd
-            if args.threads > 1:
-                # OpenBLAS's threads spin for about 0.1 s after a call before they sleep; on a
-                # machine with as many cores as threads they would take a core from the next
-                # size's HSS products (measured: a forward at n = 2^14 on 2 threads took
-                # 7 ms right after a 2-thread dense product, 3 ms from 0.1 s on)
-                time.sleep(0.5)
+            r_f, r_fb = runs[:, 2] / runs[:, 0], runs[:, 3] / runs[:, 1]
+            round_ratios.append((n, r_f, r_fb))
+            cells = [f"{np.median(runs[:, 2]) * 1e3:.1f}", f"{np.median(runs[:, 3]) * 1e3:.1f}",
+                     f"{np.median(r_f):.1f}x", f"{np.median(r_fb):.1f}x"]
         rows.append([n, f"{t_f * 1e3:.2f}", f"{t_fb * 1e3:.2f}", f"{t_fb / t_f:.2f}", f"{t_fbx * 1e3:.2f}",
-                     f"{t_mv * 1e3:.2f}",
-                     f"{d_f * 1e3:.1f}" if d_f else "", f"{d_fb * 1e3:.1f}" if d_fb else "",
-                     f"{d_f / t_f:.1f}x" if d_f else "", f"{d_fb / t_fb:.1f}x" if d_fb else "",
-                     int(layer.n_params)])
+                     f"{t_mv * 1e3:.2f}", *cells, int(layer.n_params)])
     print(f"first forward+backward in this process (numba cache load or compile): {compile_s:.2f} s\n")
     _common.table(["n", "HSS fwd ms", "HSS fwd+bwd ms", "fwd+bwd / fwd", "fwd+bwd incl. dX ms", "hssalg H@X ms",
                    "dense fwd ms", "dense fwd+bwd ms", "dense/HSS fwd", "dense/HSS fwd+bwd", "params"], rows)
+    for n, r_f, r_fb in round_ratios:
+        print(f"\ndense/HSS by round at n = {n}: fwd {', '.join(f'{r:.1f}x' for r in r_f)}; "
+              f"fwd+bwd {', '.join(f'{r:.1f}x' for r in r_fb)}")
 
 
 if __name__ == "__main__":

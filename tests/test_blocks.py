@@ -28,23 +28,28 @@ def _blocks_of(P, off, rows, cols):
     return [P[off[j]:off[j + 1]].reshape(rows[j], cols[j]) for j in range(rows.size)]
 
 
-@given(block_buffers())
-def test_transpose_blocks_matches_numpy_block_transposes(case):
+# the kernels' thread-count argument decides how the blocks are cut into runs (4 per
+# thread); numba runs those on however many threads it has
+THREADS = st.integers(1, 5)
+
+
+@given(block_buffers(), THREADS)
+def test_transpose_blocks_matches_numpy_block_transposes(case, n_threads):
     P, off, rows, cols = case
     before = P.copy()
-    T = transpose_blocks(P, off, rows, cols)
+    T = transpose_blocks(P, off, rows, cols, n_threads)
     assert T.dtype == P.dtype and T.shape == P.shape
     for Pj, Tj in zip(_blocks_of(P, off, rows, cols), _blocks_of(T, off, cols, rows)):
         assert np.array_equal(Tj, Pj.T)
     assert np.array_equal(P, before)                   # the input is left alone
-    assert np.array_equal(transpose_blocks(T, off, cols, rows), P)
+    assert np.array_equal(transpose_blocks(T, off, cols, rows, 1), P)
 
 
-@given(block_buffers(square=True))
-def test_symmetric_blocks_are_the_symmetric_parts_bit_for_bit(case):
+@given(block_buffers(square=True), THREADS)
+def test_symmetric_blocks_are_the_symmetric_parts_bit_for_bit(case, n_threads):
     P, off, rows, _ = case
     before = P.copy()
-    S = symmetric_blocks(P, off, rows)
+    S = symmetric_blocks(P, off, rows, n_threads)
     assert S.dtype == P.dtype
     for Pj, Sj in zip(_blocks_of(P, off, rows, rows), _blocks_of(S, off, rows, rows)):
         # numpy's elementwise (P + Pᵀ) * 0.5 in P's dtype: the same rounding, hence equality

@@ -682,8 +682,11 @@ class NeuralHSS:
         v = lift["w"][None, :, None] * X[:, None, :]                   # (batch, c, n)
         if self.bias:
             v = v + lift["b"][None, :, None]
+        # each indexing of a boxed dict is a node whose gradient autograd builds as a zero dict
+        # of that whole container plus the entry: index "blocks" once, not once per block
+        blocks = params["blocks"] if self.n_layers else None
         for l in range(self.n_layers):
-            blk = params["blocks"][str(l)]
+            blk = blocks[str(l)]
             Kv = anp.reshape(self.layer.apply(blk["K"], anp.reshape(v, (batch * c, n))), (batch, c, n))
             z = anp.matmul(blk["W"], v) + Kv
             if self.bias:

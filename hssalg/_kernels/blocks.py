@@ -62,6 +62,22 @@ def _transpose_block(P, T, lo, hi, nr, nc):
 
 
 @njit(cache=True, parallel=True)
+def _map_blocks(P, off, rows, cols, n_threads, symmetrise):
+    """Every block of P transposed, or (square blocks) its symmetric part, on n_threads."""
+    out = empty(P.shape[0], P.dtype)
+    n_blocks = rows.shape[0]
+    n_runs = _runs(n_blocks, n_threads)
+    for t in prange(n_runs):
+        lo, hi = _run(t, n_runs, n_blocks)
+        for j in range(lo, hi):
+            if symmetrise:
+                _symmetric_block(P, out, off[j], off[j + 1], rows[j])
+            else:
+                _transpose_block(P, out, off[j], off[j + 1], rows[j], cols[j])
+    return out
+
+
+@njit(cache=True)
 def symmetric_blocks(P, off, rows, n_threads):
     """(P_j + P_jᵀ) / 2 for every square block P_j of a flat buffer.
 
@@ -81,17 +97,10 @@ def symmetric_blocks(P, off, rows, n_threads):
         The symmetric parts, in the same layout. Entry (r, c) of a block is
         ``0.5 * (P_j[r, c] + P_j[c, r])``, so S_j is symmetric to the last bit.
     """
-    S = empty(P.shape[0], P.dtype)
-    n_blocks = rows.shape[0]
-    n_runs = _runs(n_blocks, n_threads)
-    for t in prange(n_runs):
-        lo, hi = _run(t, n_runs, n_blocks)
-        for j in range(lo, hi):
-            _symmetric_block(P, S, off[j], off[j + 1], rows[j])
-    return S
+    return _map_blocks(P, off, rows, rows, n_threads, True)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def transpose_blocks(P, off, rows, cols, n_threads):
     """Every block of a flat buffer transposed.
 
@@ -110,11 +119,4 @@ def transpose_blocks(P, off, rows, cols, n_threads):
     T : (size,) array of P's dtype
         Block j is P_jᵀ, a (cols[j], rows[j]) row-major matrix at the same offset.
     """
-    T = empty(P.shape[0], P.dtype)
-    n_blocks = rows.shape[0]
-    n_runs = _runs(n_blocks, n_threads)
-    for t in prange(n_runs):
-        lo, hi = _run(t, n_runs, n_blocks)
-        for j in range(lo, hi):
-            _transpose_block(P, T, off[j], off[j + 1], rows[j], cols[j])
-    return T
+    return _map_blocks(P, off, rows, cols, n_threads, False)

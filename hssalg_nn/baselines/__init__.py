@@ -10,6 +10,10 @@ in the constructor, ``init(seed) -> params`` (a nested dict of float64 arrays),
 * :class:`CNN` -- residual convolutional network, zero padding (Dirichlet).
 * :class:`DenseLinear` -- a trainable dense operator, and
   :func:`least_squares_operator`, its minimum-norm fit in closed form.
+* :class:`StackedHSSLinear` -- an :class:`hssalg_nn.HSSLinear` written the
+  straightforward way (level-stacked ``matmul``\ s in autograd.numpy, no numba):
+  a reference for the layer's values and gradients, and the speed baseline of
+  ``benchmarks/bench_nn.py``.
 * :func:`hss_oracle` -- for linear problems, the true solution operator
   compressed to HSS form and truncated to a rank (``oracle.at_rank(r)`` for
   other ranks): about the best error an HSS model of that rank can reach.
@@ -24,6 +28,8 @@ from .fno import FNO
 from .linear import DenseLinear, LinearOperatorModel, least_squares_operator
 from .oracle import HSSOracle, dataset_oracle, hss_oracle
 from .registry import BASELINES, DEFAULTS, make_baseline
+from .stacked import StackedHSSLinear
 
 __all__ = ["FNO", "DeepONet", "CNN", "DenseLinear", "LinearOperatorModel", "least_squares_operator",
-           "HSSOracle", "hss_oracle", "dataset_oracle", "BASELINES", "DEFAULTS", "make_baseline"]
+           "HSSOracle", "hss_oracle", "dataset_oracle", "StackedHSSLinear", "BASELINES", "DEFAULTS",
+           "make_baseline"]

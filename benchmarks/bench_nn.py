@@ -14,6 +14,14 @@ gradient with respect to the n x n weight) where n <= 2^13, with the dense/HSS
 ratios. Targets (issue 5): forward+backward <= 4x forward; >= 50x faster than
 dense at n = 2^13; <= 15 ms forward and <= 45 ms forward+backward at n = 2^16.
 
+A second table compares the layer with ``StackedHSSLinear``
+(:mod:`hssalg_nn.baselines.stacked`): the same product written the
+straightforward way, one autograd.numpy ``matmul`` per level on stacked blocks.
+The issue sized its targets against such a version ("71 ms forward and 270 ms
+forward+backward at n = 2^16 on a machine of this kind"); it is timed here at
+every n, in the same rounds as the layer, and its output is checked against the
+layer's (largest difference relative to the largest entry).
+
 Forward+backward (``--backward vjp``, the default) is what backpropagation does
 in one layer: the forward product, then the vector-Jacobian product of a given
 cotangent G of the output (``autograd.make_vjp``), giving the gradients with
@@ -24,11 +32,12 @@ elementwise product, the sum and their VJPs, which a network pays once per step
 and not once per layer (about 0.8 ms on a 32 x 8192 batch here, for the HSS
 and the dense layer alike).
 
-Where the dense layer is measured (n <= 2^13), the four timings of a size are
-taken ``--rounds`` times in turn (HSS, then dense), and each dense/HSS ratio is
-the median of the rounds' ratios: on a shared machine a burst of load then
-falls on both sides of a ratio rather than on one. The times reported are the
-medians over the rounds; the rounds' ratios are printed under the table.
+The timings of a size are taken ``--rounds`` times in turn (HSS, then dense
+where n <= 2^13, then stacked), and each baseline/HSS ratio is the median of
+the rounds' ratios: on a shared machine a burst of load then falls on both
+sides of a ratio rather than on one. The times reported are the medians over
+the rounds; the rounds' ratios are printed under the tables (for the stacked
+version at n = 2^16 only).
 
 ``--dtype float32`` runs the layer (``HSSLinear(..., dtype=float32)``), the batch,
 the cotangent and the dense layer in single precision; the targets are for the
@@ -72,6 +81,7 @@ from autograd import grad, make_vjp  # noqa: E402
 
 import hssalg as hs                # noqa: E402
 from hssalg_nn import keep_freed_memory  # noqa: E402
+from hssalg_nn.baselines import StackedHSSLinear  # noqa: E402
 from hssalg_nn.layers import HSSLinear   # noqa: E402
 
 BATCH, RANK, LEAF = 32, 16, 64
@@ -98,7 +108,7 @@ def forward_backward(f, G):
     return run
 
 
-def pause_after_dense():
+def pause_after_blas():
     if args.threads > 1:
         # OpenBLAS's threads spin for about 0.1 s after a call before they sleep; on a
         # machine with as many cores as threads they would take a core from the next
@@ -111,11 +121,13 @@ def main():
     kept = MALLOC == "keep" and keep_freed_memory()
     print(f"# bench_nn\n\n{_common.machine_line(args.threads)}\n")
     print(f"HSSLinear, batch {BATCH}, rank {RANK}, leaf {LEAF}; medians of {args.repeat} runs after a warm-up "
-          f"({CLOCK} clock); forward+backward: --backward {BACKWARD}; with the dense layer: {ROUNDS} "
-          f"round(s); {DTYPE}; malloc keeps freed blocks: {'yes' if kept else 'no'} (--malloc {MALLOC})\n")
+          f"({CLOCK} clock); forward+backward: --backward {BACKWARD}; {ROUNDS} "
+          f"round(s) per size; {DTYPE}; malloc keeps freed blocks: {'yes' if kept else 'no'} (--malloc {MALLOC})\n")
     rng = np.random.default_rng(0)
     rows = []
+    stacked_rows = []
     round_ratios = []
+    stacked_ratios = {}
     compile_s = None
     for log2n in range(12, min(args.max_log2n, 18) + 1):
         n = 2**log2n
@@ -125,6 +137,11 @@ def main():
         G = rng.standard_normal((BATCH, n)).astype(DTYPE)
         hss_fb = forward_backward(lambda p: layer.apply(p, X), G)
         hss_fbx = forward_backward(lambda px: layer.apply(px[0], px[1]), G)
+        stacked = StackedHSSLinear(layer)
+        stacked_fb = forward_backward(lambda p: stacked.apply(p, X), G)
+        Y_hss = layer.apply(params, X)
+        diff = np.abs(stacked.apply(params, X) - Y_hss).max() / np.abs(Y_hss).max()
+        del Y_hss
         if compile_s is None:
             compile_s = _common.first_call_time(lambda: hss_fb(params))
         with_dense = log2n <= DENSE_MAX_LOG2N
@@ -132,16 +149,24 @@ def main():
             Wd = (rng.standard_normal((n, n)) / np.sqrt(n)).astype(DTYPE)
             dense_fb = forward_backward(lambda W: anp.dot(X, W.T), G)
         runs = []
-        for _ in range(ROUNDS if with_dense else 1):
+        for _ in range(ROUNDS):
             t = [median_time(lambda: layer.apply(params, X), args.repeat),
                  median_time(lambda: hss_fb(params), args.repeat)]
             if with_dense:
                 t.append(median_time(lambda: anp.dot(X, Wd.T), args.repeat))
                 t.append(median_time(lambda: dense_fb(Wd), args.repeat))
-                pause_after_dense()
+                pause_after_blas()
+            t.append(median_time(lambda: stacked.apply(params, X), args.repeat))
+            t.append(median_time(lambda: stacked_fb(params), args.repeat))
+            pause_after_blas()
             runs.append(t)
         runs = np.array(runs)
         t_f, t_fb = np.median(runs[:, 0]), np.median(runs[:, 1])
+        s_f, s_fb = runs[:, -2] / runs[:, 0], runs[:, -1] / runs[:, 1]
+        stacked_ratios[n] = (s_f, s_fb)
+        stacked_rows.append([n, f"{t_f * 1e3:.2f}", f"{t_fb * 1e3:.2f}", f"{np.median(runs[:, -2]) * 1e3:.2f}",
+                             f"{np.median(runs[:, -1]) * 1e3:.2f}", f"{np.median(s_f):.2f}x",
+                             f"{np.median(s_fb):.2f}x", f"{diff:.1e}"])
         t_fbx = median_time(lambda: hss_fbx((params, X)), args.repeat)
         H = layer.to_hss(params)
         XT = np.ascontiguousarray(X.T)
@@ -161,6 +186,15 @@ def main():
     for n, r_f, r_fb in round_ratios:
         print(f"\ndense/HSS by round at n = {n}: fwd {', '.join(f'{r:.1f}x' for r in r_f)}; "
               f"fwd+bwd {', '.join(f'{r:.1f}x' for r in r_fb)}")
+    print("\nAgainst the straightforward version (hssalg_nn.baselines.StackedHSSLinear: one autograd.numpy "
+          "matmul per level on stacked blocks; issue 5 quotes 71 ms forward and 270 ms forward+backward "
+          "at n = 65536):\n")
+    _common.table(["n", "HSS fwd ms", "HSS fwd+bwd ms", "stacked fwd ms", "stacked fwd+bwd ms", "stacked/HSS fwd",
+                   "stacked/HSS fwd+bwd", "max rel. diff"], stacked_rows)
+    for n, (r_f, r_fb) in stacked_ratios.items():
+        if n == 2**16:
+            print(f"\nstacked/HSS by round at n = {n}: fwd {', '.join(f'{r:.2f}x' for r in r_f)}; "
+                  f"fwd+bwd {', '.join(f'{r:.2f}x' for r in r_fb)}")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,18 @@ def test_stacked_layer_follows_the_model_protocol():
         stacked.apply(params, np.zeros((3, 63)))
 
 
+def test_stacked_layer_follows_a_tree_permutation():
+    # a geometric tree whose levels are uniform: the stacked version works in tree order too
+    tree = hs.ClusterTree.from_points(np.random.default_rng(0).random((64, 2)), leaf_size=8)
+    assert not tree.has_identity_perm
+    layer = HSSLinear(tree, 3)
+    params = layer.init(seed=1)
+    X = np.random.default_rng(2).standard_normal((3, 64))
+    A = dense_from_generators(layer.to_hss(params))
+    Y = StackedHSSLinear(layer).apply(params, X)
+    assert np.linalg.norm(Y - X @ A.T) <= _tol(layer, np.linalg.norm(A), np.linalg.norm(X))
+
+
 def test_stacked_layer_rejects_trees_it_cannot_stack():
     with pytest.raises(TypeError, match="layer must be a hssalg_nn.HSSLinear, got ndarray"):
         StackedHSSLinear(np.eye(4))

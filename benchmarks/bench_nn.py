@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/bench_nn.py [--threads 1] [--max-log2n 18] [--repeat 7] [--rounds 3]
                                     [--backward vjp|loss] [--dtype float64|float32]
-                                    [--clock wall|cpu] [--malloc keep|default]
+                                    [--clock wall|cpu] [--malloc keep|default] [--plot FILE]
 
 For n = 2^12 ... 2^min(max, 18), batch 32, rank 16, leaf 64 (random init):
 the median time of the layer's forward product ``layer.apply(params, X)`` and of
@@ -53,6 +53,9 @@ as ``hssalg_nn.fit`` does: glibc then keeps large freed blocks for the next call
 instead of unmapping them, so a repeated product does not fault in fresh pages.
 ``--malloc default`` leaves malloc's settings alone.
 
+``--plot FILE`` also draws the medians against n on log-log axes (PNG; needs
+matplotlib, the ``plot`` extra), with the targets at n = 2^16 marked.
+
 ``--clock cpu`` times with the CPU time of the calling thread instead of wall
 time. With one thread everything measured runs on that thread, so on a machine
 shared with other jobs this leaves out the time the process waits for a core
@@ -71,9 +74,11 @@ _extra.add_argument("--malloc", choices=["keep", "default"], default="keep")
 _extra.add_argument("--backward", choices=["vjp", "loss"], default="vjp")
 _extra.add_argument("--rounds", type=int, default=3)
 _extra.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+_extra.add_argument("--plot", metavar="FILE", default=None)
 _known = _extra.parse_known_args()[0]
 CLOCK, MALLOC, BACKWARD, ROUNDS = _known.clock, _known.malloc, _known.backward, max(1, _known.rounds)
 DTYPE = _known.dtype
+PLOT = _known.plot
 
 import numpy as np                 # noqa: E402  (thread counts are pinned first)
 import autograd.numpy as anp       # noqa: E402
@@ -128,6 +133,7 @@ def main():
     stacked_rows = []
     round_ratios = []
     stacked_ratios = {}
+    curves = {}   # label -> [(n, median seconds)], for --plot
     compile_s = None
     for log2n in range(12, min(args.max_log2n, 18) + 1):
         n = 2**log2n
@@ -164,6 +170,9 @@ def main():
         t_f, t_fb = np.median(runs[:, 0]), np.median(runs[:, 1])
         s_f, s_fb = runs[:, -2] / runs[:, 0], runs[:, -1] / runs[:, 1]
         stacked_ratios[n] = (s_f, s_fb)
+        for col, label in enumerate(["HSS fwd", "HSS fwd+bwd"] + (["dense fwd", "dense fwd+bwd"] if with_dense else [])
+                                    + ["stacked fwd", "stacked fwd+bwd"]):
+            curves.setdefault(label, []).append((n, np.median(runs[:, col])))
         stacked_rows.append([n, f"{t_f * 1e3:.2f}", f"{t_fb * 1e3:.2f}", f"{np.median(runs[:, -2]) * 1e3:.2f}",
                              f"{np.median(runs[:, -1]) * 1e3:.2f}", f"{np.median(s_f):.2f}x",
                              f"{np.median(s_fb):.2f}x", f"{diff:.1e}"])
@@ -195,6 +204,35 @@ def main():
         if n == 2**16:
             print(f"\nstacked/HSS by round at n = {n}: fwd {', '.join(f'{r:.2f}x' for r in r_f)}; "
                   f"fwd+bwd {', '.join(f'{r:.2f}x' for r in r_fb)}")
+    if PLOT:
+        plot(curves, PLOT)
+
+
+def plot(curves, path):
+    """Median times against n, log-log, with issue 5's targets at n = 2^16 marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {"HSS": ("C0", "HSSLinear"), "stacked": ("C1", "stacked autograd.numpy"),
+              "dense": ("C3", "dense layer")}
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for label, pts in curves.items():
+        kind, what = label.split(" ", 1)
+        color, name = styles[kind]
+        n, t = zip(*pts)
+        ax.loglog(n, np.array(t) * 1e3, color=color, marker="o", ms=4,
+                  linestyle="-" if what == "fwd" else "--", label=f"{name}, {what}")
+    ax.plot([2**16, 2**16], [15, 45], "kx", ms=9, mew=2, label="targets at n = 2^16 (15 / 45 ms)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("n")
+    ax.set_ylabel("ms per call (median)")
+    ax.set_title(f"batch {BATCH}, rank {RANK}, leaf {LEAF}, {DTYPE}, {args.threads} thread(s)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

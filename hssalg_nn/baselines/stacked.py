@@ -32,6 +32,7 @@ import autograd.numpy as anp
 import numpy as onp
 
 from ..layers import HSSLinear
+from ._nn import check_batch
 
 __all__ = ["StackedHSSLinear"]
 
@@ -110,14 +111,12 @@ class StackedHSSLinear:
         -------
         Y : (batch, n) array
         """
-        shape = onp.shape(X)
-        if len(shape) != 2 or shape[1] != self.n:
-            raise ValueError(f"X must have shape (batch, {self.n}), got shape {shape}")
+        s = check_batch(X, self.n)
         tree = self.layer.tree
         gens = self.layer.generators(params)
         if not tree.has_identity_perm:
             X = X[:, tree.perm]
-        s, d, m, k = shape[0], tree.depth, self._m, self._ranks
+        d, m, k = tree.depth, self._m, self._ranks
         n_leaves = int(self._counts[d])
 
         def t(B):   # transpose every block of a stack

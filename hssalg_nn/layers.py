@@ -62,6 +62,24 @@ def layer_ranks(tree, rank):
     return k
 
 
+def check_uniform_levels(tree, what):
+    """Raise a ValueError (naming ``what``) unless every level of ``tree`` holds nodes of one
+    size and only leaves or only inner nodes. The ranks of :func:`layer_ranks` are then equal
+    within a level too, and a level's blocks can be shared or stacked."""
+    for lvl in range(tree.depth + 1):
+        ids = onp.arange(tree.level_ptr[lvl], tree.level_ptr[lvl + 1])
+        sizes = tree.sizes[ids]
+        if sizes.min() != sizes.max():
+            raise ValueError(
+                f"{what} needs nodes of equal size on every level, but level {lvl} has "
+                f"sizes from {sizes.min()} to {sizes.max()}; use a balanced tree with n = leaf_size * 2**L "
+                f"(here n = {tree.n})")
+        leaf = tree.is_leaf[ids]
+        if leaf.any() and not leaf.all():
+            raise ValueError(f"{what} needs every level to hold only leaves or only inner "
+                             f"nodes, but level {lvl} mixes them")
+
+
 def _blockwise(kernel, P, *args):
     """``kernel(P, *args)`` of :mod:`hssalg._kernels.blocks` on as many numba threads as the
     buffer is worth (from 2^15 numbers on, as for the products)."""
@@ -176,19 +194,7 @@ class HSSLinear:
     # -- structure -------------------------------------------------------------------
 
     def _check_shareable(self):
-        tree = self.tree
-        for lvl in range(tree.depth + 1):
-            ids = onp.arange(tree.level_ptr[lvl], tree.level_ptr[lvl + 1])
-            sizes = tree.sizes[ids]
-            if sizes.min() != sizes.max():
-                raise ValueError(
-                    f"share_weights=True needs nodes of equal size on every level, but level {lvl} has "
-                    f"sizes from {sizes.min()} to {sizes.max()}; use a balanced tree with n = leaf_size * 2**L "
-                    f"(here n = {tree.n})")
-            leaf = tree.is_leaf[ids]
-            if leaf.any() and not leaf.all():
-                raise ValueError(f"share_weights=True needs every level to hold only leaves or only inner "
-                                 f"nodes, but level {lvl} mixes them")
+        check_uniform_levels(self.tree, "share_weights=True")
 
     def _node_std(self, kind):
         """Initial standard deviation of every node's block of ``kind``."""

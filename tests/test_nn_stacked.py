@@ -16,7 +16,7 @@ import hssalg as hs
 from conftest import NOJIT
 from hssalg_nn.baselines.stacked import StackedHSSLinear
 from hssalg_nn.layers import HSSLinear
-from strategies import EPS64, dense_from_generators, random_split_tree
+from strategies import EPS64, dense_from_generators
 
 
 @st.composite
@@ -92,10 +92,13 @@ def test_stacked_layer_rejects_trees_it_cannot_stack():
     with pytest.raises(TypeError, match="layer must be a hssalg_nn.HSSLinear, got ndarray"):
         StackedHSSLinear(np.eye(4))
     # sizes 12 and 13 on one level
-    with pytest.raises(ValueError, match="level 1 of the layer's tree is not"):
+    with pytest.raises(ValueError, match="StackedHSSLinear needs nodes of equal size on every level, but level 1 "
+                                         "has sizes from 12 to 13"):
         StackedHSSLinear(HSSLinear(hs.ClusterTree.balanced(25, 13), 2))
-    # leaves above the last level
-    tree = random_split_tree(40, 6, seed=1)
-    assert len(set(tree.level[tree.is_leaf])) > 1
-    with pytest.raises(ValueError, match="uniform levels"):
+    # a leaf beside an inner node of the same size: [0, 8) is a leaf, [8, 16) splits in two
+    tree = hs.ClusterTree(np.array([-1, 0, 0, 2, 2]), np.array([1, -1, 3, -1, -1]), np.array([2, -1, 4, -1, -1]),
+                          np.array([0, 0, 8, 8, 12]), np.array([16, 8, 16, 12, 16]), np.array([0, 1, 3, 5]),
+                          np.arange(16))
+    assert list(tree.sizes[1:3]) == [8, 8] and list(tree.is_leaf[1:3]) == [True, False]
+    with pytest.raises(ValueError, match="StackedHSSLinear needs every level to hold only leaves or only inner"):
         StackedHSSLinear(HSSLinear(tree, 2))

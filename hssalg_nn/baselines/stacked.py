@@ -18,9 +18,9 @@ It serves two purposes:
   on a machine of the kind this project runs on). ``benchmarks/bench_nn.py``
   times it in the same process as the layer.
 
-Stacking needs every level to be uniform: all leaves on the last level, and
-nodes of one level of equal size and rank, as ``ClusterTree.balanced(m * 2**L, m)``
-gives. Row-layout formulas (rows of X are the vectors, ``xt = x̂ᵀ``, pairs of
+Stacking needs every level to be uniform, as for weight sharing: nodes of one
+level of equal size (hence of equal rank) and either all leaves or all inner
+nodes, as ``ClusterTree.balanced(m * 2**L, m)`` gives. Row-layout formulas (rows of X are the vectors, ``xt = x̂ᵀ``, pairs of
 siblings a, b = a + 1)::
 
     leaves:   xt = X_leaf V                      up:    xt_p = [xt_a | xt_b] [W_a; W_b]
@@ -31,7 +31,7 @@ siblings a, b = a + 1)::
 import autograd.numpy as anp
 import numpy as onp
 
-from ..layers import HSSLinear
+from ..layers import HSSLinear, check_uniform_levels
 from ._nn import check_batch
 
 __all__ = ["StackedHSSLinear"]
@@ -52,27 +52,19 @@ class StackedHSSLinear:
     ------
     ValueError
         If some level of the tree mixes leaves and inner nodes, or nodes of
-        different sizes or ranks.
+        different sizes.
     """
 
     def __init__(self, layer):
         if not isinstance(layer, HSSLinear):
             raise TypeError(f"layer must be a hssalg_nn.HSSLinear, got {type(layer).__name__}")
         tree = layer.tree
-        lp, k, sizes = tree.level_ptr, layer.ranks, tree.sizes
-        for lvl in range(tree.depth + 1):
-            ids = onp.arange(lp[lvl], lp[lvl + 1])
-            leaf = tree.is_leaf[ids]
-            uniform = sizes[ids].min() == sizes[ids].max() and k[ids].min() == k[ids].max()
-            if not uniform or (leaf.any() and not (leaf.all() and lvl == tree.depth)):
-                raise ValueError(
-                    f"StackedHSSLinear needs uniform levels (all leaves on the last level, equal sizes and "
-                    f"ranks within a level), but level {lvl} of the layer's tree is not; use "
-                    f"ClusterTree.balanced(leaf_size * 2**L, leaf_size) (here n = {tree.n})")
+        check_uniform_levels(tree, "StackedHSSLinear")
+        lp, sizes = tree.level_ptr, tree.sizes
         self.layer = layer
         # per level: number of nodes and their rank; leaf size
         self._counts = onp.diff(lp)
-        self._ranks = k[lp[:-1]]
+        self._ranks = layer.ranks[lp[:-1]]
         self._m = int(sizes[lp[tree.depth]])
 
     @property
